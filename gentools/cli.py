@@ -1,0 +1,154 @@
+"""Command line: ``gentools run|list|show`` over the notebooks in ``notebooks/``.
+
+    gentools run vae -p steps 200 -p device cpu [--out runs] [--no-progress]
+    gentools list
+    gentools show runs/vae/20250101-120000-1a2b3c4d
+
+Exit codes: 0 success, 1 the notebook failed, 2 bad parameters or a missing file
+(reported before any kernel starts). Imports stay light (no torch, papermill only
+when a notebook is run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from gentools import jobs
+from gentools.params import ParameterError, notebook_parameters, parse_value
+
+__all__ = ["build_parser", "main"]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The ``gentools`` argument parser."""
+    parser = argparse.ArgumentParser(
+        prog="gentools", description="Run and inspect gentools notebooks."
+    )
+    commands = parser.add_subparsers(dest="command", required=True)
+
+    run = commands.add_parser("run", help="execute a notebook into a new run folder")
+    run.add_argument("notebook", help='notebook name ("vae", "vae.ipynb") or path')
+    run.add_argument(
+        "-p",
+        "--param",
+        nargs=2,
+        action="append",
+        default=[],
+        metavar=("NAME", "VALUE"),
+        help="set a parameter (repeatable); see `gentools list`",
+    )
+    run.add_argument("--out", type=Path, default=None, help="parent of run folders (./runs)")
+    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run.add_argument("--kernel", default="python3", help="Jupyter kernel name (python3)")
+
+    commands.add_parser("list", help="list notebooks and their parameters")
+
+    show = commands.add_parser("show", help="summarise a run folder")
+    show.add_argument("run_folder", type=Path)
+    return parser
+
+
+def _parameters(notebook: Path, pairs: Sequence[Sequence[str]]) -> dict[str, object]:
+    spec = notebook_parameters(notebook)
+    values: dict[str, object] = {}
+    for name, text in pairs:
+        if name in values:
+            raise ParameterError(f"parameter {name!r} given twice")
+        param = spec.get(name)
+        values[name] = parse_value(text, param.type if param else None)
+    return values
+
+
+def _first_checkpoint(run_dir: Path) -> Path | None:
+    return next(iter(sorted(run_dir.rglob("*.safetensors"))), None)
+
+
+def _cmd_run(args: argparse.Namespace) -> int:
+    notebook = jobs.find_notebook(args.notebook)
+    values = _parameters(notebook, args.param)
+    run_dir = jobs.run(
+        notebook, values, out=args.out, progress=not args.no_progress, kernel_name=args.kernel
+    )
+    manifest = jobs.read_json(run_dir / jobs.MANIFEST)
+    metrics = run_dir / jobs.METRICS
+    checkpoint = _first_checkpoint(run_dir)
+    print(f"executed notebook: {run_dir / manifest['executed_notebook']}")
+    print(f"metrics: {metrics}" if metrics.is_file() else "metrics: none written")
+    print(f"checkpoint: {checkpoint}" if checkpoint else "checkpoint: none written")
+    print(f"manifest: {run_dir / jobs.MANIFEST}")
+    return 0
+
+
+def _cmd_list(args: argparse.Namespace) -> int:
+    notebooks = jobs.available_notebooks()
+    if not notebooks:
+        print(f"no notebooks in {jobs.notebooks_dir()}", file=sys.stderr)
+        return 0
+    status = 0
+    for stem, path in notebooks.items():
+        print(stem)
+        try:
+            spec = notebook_parameters(path)
+        except ParameterError as exc:
+            print(f"  error: {exc}")
+            status = 1
+            continue
+        for param in spec.values():
+            print(f"  {param.describe()}")
+    return status
+
+
+def _format_value(value: object) -> str:
+    return f"{value:.6g}" if isinstance(value, float) else str(value)
+
+
+def _cmd_show(args: argparse.Namespace) -> int:
+    run_dir: Path = args.run_folder
+    manifest_path = run_dir / jobs.MANIFEST
+    if not manifest_path.is_file():
+        raise FileNotFoundError(f"{manifest_path} does not exist; is {run_dir} a run folder?")
+    manifest = jobs.read_json(manifest_path)
+    print(f"run: {run_dir}")
+    print(f"notebook: {manifest.get('notebook')}")
+    print(f"status: {manifest.get('status')}")
+    error = manifest.get("error")
+    if error:
+        print(f"error: {error.get('ename')}: {error.get('evalue')}")
+    wall = manifest.get("wall_time_s")
+    print(f"wall time: {wall:.1f} s" if isinstance(wall, (int, float)) else "wall time: -")
+    print("parameters:")
+    for name, value in manifest.get("parameters", {}).items():
+        print(f"  {name} = {value!r}")
+    metrics_path = run_dir / jobs.METRICS
+    if not metrics_path.is_file():
+        print("metrics: none written")
+        return 0
+    metrics = jobs.read_json(metrics_path)
+    print("metrics:")
+    width = max((len(name) for name in metrics), default=0)
+    for name, value in metrics.items():
+        print(f"  {name:<{width}}  {_format_value(value)}")
+    return 0
+
+
+COMMANDS = {"run": _cmd_run, "list": _cmd_list, "show": _cmd_show}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``gentools`` console script; returns the exit code."""
+    args = build_parser().parse_args(argv)
+    try:
+        return COMMANDS[args.command](args)
+    except (ParameterError, FileNotFoundError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except jobs.RunFailed as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,430 @@
+"""Notebook jobs: run a notebook with papermill into its own run folder, with a manifest.
+
+``run("vae", {"steps": 100})`` validates the parameters against the notebook's
+``parameters`` cell before any kernel starts, creates ``runs/vae/<run-id>/``, writes
+``manifest.json`` (status "running"), executes the notebook into that folder with
+``out_dir`` set to it, and finishes the manifest (status, error, git state, package
+versions, platform, environment written by the notebook, timings, sha256 of outputs).
+
+``record(metrics, out_dir)`` is what a notebook calls at its end to write
+``metrics.json`` (and ``environment.json``). papermill is imported only inside ``run``;
+torch is never imported here.
+"""
+
+from __future__ import annotations
+
+import difflib
+import hashlib
+import json
+import math
+import numbers
+import os
+import platform
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Mapping
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+from gentools.params import (
+    Param,
+    ParameterError,
+    notebook_parameters,
+    repo_notebooks_dir,
+    validate,
+)
+
+__all__ = [
+    "MANIFEST",
+    "METRICS",
+    "ENVIRONMENT",
+    "RunFailed",
+    "atomic_write_json",
+    "available_notebooks",
+    "find_notebook",
+    "git_state",
+    "output_hashes",
+    "package_versions",
+    "platform_info",
+    "list_notebooks",
+    "notebooks_dir",
+    "read_json",
+    "record",
+    "run",
+    "run_digest",
+    "sha256_file",
+]
+
+MANIFEST = "manifest.json"
+METRICS = "metrics.json"
+ENVIRONMENT = "environment.json"
+OUT_DIR = "out_dir"
+PACKAGES = (
+    "torch",
+    "numpy",
+    "scikit-learn",
+    "ipywidgets",
+    "plotly",
+    "papermill",
+    "nbval",
+    "safetensors",
+    "jupyterlab",
+    "gentools",
+)
+
+
+class RunFailed(RuntimeError):
+    """A notebook run raised; the executed notebook and a "failed" manifest are kept."""
+
+    def __init__(self, run_dir: Path, executed: Path, ename: str, evalue: str) -> None:
+        self.run_dir = run_dir
+        self.executed_notebook = executed
+        self.ename = ename
+        self.evalue = evalue
+        super().__init__(
+            f"run failed with {ename}: {evalue}\n"
+            f"run folder: {run_dir}\n"
+            f"executed notebook (see the failing cell): {executed}"
+        )
+
+
+# --- small helpers ---------------------------------------------------------------------
+
+
+def atomic_write_json(
+    path: str | os.PathLike[str], obj: object, *, sort_keys: bool = False
+) -> Path:
+    """Write ``obj`` as JSON to ``path`` atomically (temp file in the same folder + replace).
+
+    Non-finite floats are refused (ValueError), so the file is always strict JSON.
+    """
+    path = Path(path)
+    text = json.dumps(obj, indent=2, sort_keys=sort_keys, allow_nan=False) + "\n"
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            handle.write(text)
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return path
+
+
+def read_json(path: str | os.PathLike[str]) -> object:
+    """Load a JSON file."""
+    with open(path, encoding="utf-8") as handle:
+        return json.load(handle)
+
+
+def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        while chunk := handle.read(chunk_size):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
+# --- finding notebooks -----------------------------------------------------------------
+
+
+def notebooks_dir() -> Path:
+    """$GENTOOLS_NOTEBOOKS if set, else ./notebooks if it exists, else <repo>/notebooks."""
+    env = os.environ.get("GENTOOLS_NOTEBOOKS")
+    if env:
+        folder = Path(env).expanduser()
+        if not folder.is_dir():
+            raise FileNotFoundError(f"GENTOOLS_NOTEBOOKS={env} is not a folder")
+        return folder
+    candidates = [Path.cwd() / "notebooks", repo_notebooks_dir()]
+    for folder in candidates:
+        if folder.is_dir():
+            return folder
+    looked = ", ".join(str(c) for c in candidates)
+    raise FileNotFoundError(f"no notebooks folder; looked in: {looked} (or set GENTOOLS_NOTEBOOKS)")
+
+
+def available_notebooks() -> dict[str, Path]:
+    """``{stem: path}`` of the notebooks in ``notebooks_dir()``, sorted by name."""
+    return {p.stem: p for p in sorted(notebooks_dir().glob("*.ipynb")) if p.is_file()}
+
+
+def find_notebook(name: str | os.PathLike[str]) -> Path:
+    """Resolve ``"vae"``, ``"vae.ipynb"`` or a path to a notebook file."""
+    given = Path(name).expanduser()
+    if given.suffix == ".ipynb" and given.is_file():
+        return given.resolve()
+    if len(given.parts) > 1 or given.is_absolute():
+        raise FileNotFoundError(f"notebook {str(name)!r} does not exist")
+    stem = given.name.removesuffix(".ipynb")
+    available = available_notebooks()
+    if stem in available:
+        return available[stem].resolve()
+    close = difflib.get_close_matches(stem, list(available), n=1)
+    hint = f" did you mean {close[0]!r}?" if close else ""
+    names = ", ".join(available) or "none"
+    raise FileNotFoundError(
+        f"notebook {str(name)!r} not found in {notebooks_dir()};{hint} available: {names}"
+    )
+
+
+def list_notebooks() -> dict[str, dict[str, Param]]:
+    """``{stem: parameter spec}`` for every notebook in ``notebooks_dir()``."""
+    return {stem: notebook_parameters(path) for stem, path in available_notebooks().items()}
+
+
+# --- provenance ------------------------------------------------------------------------
+
+
+def _git(args: list[str], cwd: Path) -> str | None:
+    try:
+        done = subprocess.run(
+            ["git", "--no-optional-locks", *args],
+            cwd=cwd,
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def git_state(folder: Path) -> dict[str, object]:
+    """``{"commit": sha or None, "dirty": bool or None}`` for the repository holding ``folder``."""
+    commit = _git(["rev-parse", "HEAD"], folder)
+    status = _git(["status", "--porcelain"], folder)
+    return {
+        "commit": commit.strip() if commit else None,
+        "dirty": None if status is None else bool(status.strip()),
+    }
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the packages a run depends on (None when missing)."""
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    versions["python"] = platform.python_version()
+    return versions
+
+
+def platform_info() -> dict[str, object]:
+    """Machine description for the manifest."""
+    return {
+        "platform": platform.platform(),
+        "machine": platform.machine(),
+        "processor": platform.processor(),
+        "cpu_count": os.cpu_count(),
+        "python_executable": sys.executable,
+    }
+
+
+def output_hashes(run_dir: Path) -> dict[str, str]:
+    """``{relative posix path: sha256}`` of every file under ``run_dir`` but the manifest."""
+    return {
+        path.relative_to(run_dir).as_posix(): sha256_file(path)
+        for path in sorted(run_dir.rglob("*"))
+        if path.is_file() and path.relative_to(run_dir).as_posix() != MANIFEST
+    }
+
+
+def _read_environment(run_dir: Path) -> tuple[dict | None, str | None]:
+    path = run_dir / ENVIRONMENT
+    if not path.is_file():
+        return None, None
+    try:
+        env = read_json(path)
+    except (OSError, ValueError) as exc:
+        return None, f"{ENVIRONMENT} unreadable: {exc}"
+    if not isinstance(env, dict):
+        return None, f"{ENVIRONMENT} is not a JSON object"
+    return env, None
+
+
+# --- running ---------------------------------------------------------------------------
+
+
+def run_digest(notebook: str | os.PathLike[str], parameters: Mapping[str, object]) -> str:
+    """First 8 hex of sha256(notebook bytes + canonical JSON of ``parameters``)."""
+    canonical = json.dumps(dict(parameters), sort_keys=True, separators=(",", ":"))
+    digest = hashlib.sha256(Path(notebook).read_bytes())
+    digest.update(canonical.encode("utf-8"))
+    return digest.hexdigest()[:8]
+
+
+def _make_run_dir(parent: Path, run_id: str) -> Path:
+    parent.mkdir(parents=True, exist_ok=True)
+    for attempt in range(1, 10_000):
+        candidate = parent / (run_id if attempt == 1 else f"{run_id}-{attempt}")
+        try:
+            candidate.mkdir()
+        except FileExistsError:
+            continue
+        return candidate
+    raise FileExistsError(f"too many runs named {run_id} in {parent}")
+
+
+def _validated(
+    notebook: Path, parameters: Mapping[str, object]
+) -> tuple[dict[str, Param], dict[str, object]]:
+    spec = notebook_parameters(notebook)
+    if OUT_DIR in parameters:
+        raise ParameterError(
+            f"parameter {OUT_DIR!r} is set by gentools to the run folder; "
+            "choose where runs go with --out DIR (run(..., out=DIR)) instead"
+        )
+    if OUT_DIR not in spec:
+        raise ParameterError(
+            f"{notebook.name} has no {OUT_DIR!r} parameter; a notebook run by gentools must "
+            'declare one in its parameters cell (out_dir = "runs/...")'
+        )
+    return spec, validate(spec, parameters, notebook=notebook.name)
+
+
+def run(
+    notebook: str | os.PathLike[str],
+    parameters: Mapping[str, object] | None = None,
+    out: str | os.PathLike[str] | None = None,
+    progress: bool = True,
+    kernel_name: str = "python3",
+) -> Path:
+    """Execute ``notebook`` with papermill in a new run folder and return its absolute path.
+
+    The folder is ``<out or ./runs>/<stem>/<YYYYmmdd-HHMMSS>-<digest>[-N]`` (UTC time).
+    Raises ParameterError (before any kernel starts) for bad parameters, RunFailed
+    when a cell raises; any other error also marks the manifest "failed" and propagates.
+    """
+    source = find_notebook(notebook)
+    spec, values = _validated(source, dict(parameters or {}))
+    started = _utc_now()
+    hashed = {k: v for k, v in values.items() if k != OUT_DIR}
+    run_id = f"{started:%Y%m%d-%H%M%S}-{run_digest(source, hashed)}"
+    run_dir = _make_run_dir(Path(out or "runs").resolve() / source.stem, run_id)
+    values[OUT_DIR] = str(run_dir)
+    executed = run_dir / f"{source.stem}.ipynb"
+    manifest: dict[str, object] = {
+        "notebook": str(source),
+        "notebook_sha256": sha256_file(source),
+        "executed_notebook": executed.name,
+        "run_id": run_dir.name,
+        "status": "running",
+        "error": None,
+        "parameters": values,
+        "seed": values.get("seed"),
+        "git": git_state(source.parent),
+        "packages": package_versions(),
+        "platform": platform_info(),
+        "device": None,
+        "environment": None,
+        "started_at": started.isoformat(),
+        "finished_at": None,
+        "wall_time_s": None,
+        "outputs": {},
+    }
+    atomic_write_json(run_dir / MANIFEST, manifest)
+    injected = {k: v for k, v in values.items() if k == OUT_DIR or v != spec[k].default}
+    clock = time.monotonic()
+    try:
+        _execute(source, executed, injected, kernel_name, progress)
+    except BaseException as exc:
+        ename, evalue = _error_of(exc)
+        manifest.update(status="failed", error={"ename": ename, "evalue": evalue})
+        _finish(manifest, run_dir, clock)
+        if _is_execution_error(exc):
+            raise RunFailed(run_dir, executed, ename, evalue) from exc
+        raise
+    manifest["status"] = "completed"
+    _finish(manifest, run_dir, clock)
+    return run_dir
+
+
+def _execute(
+    source: Path, executed: Path, parameters: dict, kernel_name: str, progress: bool
+) -> None:
+    import papermill
+
+    papermill.execute_notebook(
+        str(source),
+        str(executed),
+        parameters=parameters,
+        cwd=str(source.parent),
+        kernel_name=kernel_name,
+        progress_bar=progress,
+        log_output=False,
+    )
+
+
+def _is_execution_error(exc: BaseException) -> bool:
+    from papermill.exceptions import PapermillExecutionError
+
+    return isinstance(exc, PapermillExecutionError)
+
+
+def _error_of(exc: BaseException) -> tuple[str, str]:
+    if _is_execution_error(exc):
+        return str(exc.ename), str(exc.evalue)
+    return type(exc).__name__, str(exc)
+
+
+def _finish(manifest: dict[str, object], run_dir: Path, clock: float) -> None:
+    environment, problem = _read_environment(run_dir)
+    manifest["environment"] = environment
+    manifest["device"] = environment.get("device") if environment else None
+    if problem:
+        manifest["environment_error"] = problem
+    manifest["finished_at"] = _utc_now().isoformat()
+    manifest["wall_time_s"] = round(time.monotonic() - clock, 3)
+    manifest["outputs"] = output_hashes(run_dir)
+    atomic_write_json(run_dir / MANIFEST, manifest)
+
+
+# --- called from notebooks -------------------------------------------------------------
+
+
+def _metric_value(name: object, value: object) -> float:
+    if not isinstance(name, str) or not name:
+        raise ValueError(f"metric names must be non-empty strings (got {name!r})")
+    if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):
+        value = value.item()  # a 0-d numpy array or torch tensor
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise ValueError(f"metric {name!r} must be a number (got {type(value).__name__} {value!r})")
+    number = float(value)
+    if not math.isfinite(number):
+        raise ValueError(f"metric {name!r} must be finite (got {number})")
+    return number
+
+
+def record(
+    metrics: Mapping[str, object],
+    out_dir: str | os.PathLike[str],
+    environment: Mapping[str, object] | None = None,
+) -> dict[str, float]:
+    """Write ``<out_dir>/metrics.json`` (and ``environment.json``) and return the metrics.
+
+    ``metrics`` is a flat ``{name: number}``; each value becomes a Python float. Non-numeric
+    or non-finite values raise ValueError naming the metric, and nothing is written.
+    ``environment`` (e.g. ``{"device": "cuda:0", "torch": "2.3.0"}``) must be JSON-able.
+    """
+    clean = {name: _metric_value(name, value) for name, value in metrics.items()}
+    clean = dict(sorted(clean.items()))
+    folder = Path(out_dir)
+    folder.mkdir(parents=True, exist_ok=True)
+    atomic_write_json(folder / METRICS, clean, sort_keys=True)
+    if environment is not None:
+        atomic_write_json(folder / ENVIRONMENT, dict(environment), sort_keys=True)
+    return clean

@@ -1,0 +1,417 @@
+"""Notebook parameters: the `parameters`-tagged cell of a notebook is its schema.
+
+Each notebook has one code cell tagged ``parameters`` holding plain literal assignments,
+each followed by a comment::
+
+    seed = 0             # random seed [0..]
+    device = "auto"      # where to train [auto|cpu|cuda|cuda:N|mps]
+    lr = 0.001           # learning rate [0..1]
+    data = "digits"      # dataset name or folder
+
+The type of a parameter is the type of its default literal (int, float, str or bool).
+An optional trailing ``[...]`` in the comment is the constraint: ``[lo..hi]`` is an
+inclusive numeric range (either bound may be empty), ``[a|b|c]`` a list of allowed
+strings in which a standalone ``N`` segment (``cuda:N``) matches a non-negative
+integer. The rest of the comment is the help text.
+
+This module parses that cell (``parse_parameters_source``, ``notebook_parameters``),
+turns command-line text into values (``parse_value``) and checks values against the
+schema (``validate``, ``check_notebook``), reporting every problem in one
+``ParameterError``. It imports nothing heavy (no torch; nbformat only when needed).
+"""
+
+from __future__ import annotations
+
+import ast
+import difflib
+import io
+import os
+import re
+import tokenize
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+__all__ = [
+    "Param",
+    "ParameterError",
+    "check_notebook",
+    "notebook_parameters",
+    "parse_parameters_source",
+    "parse_value",
+    "repo_notebooks_dir",
+    "validate",
+]
+
+PARAMETERS_TAG = "parameters"
+_TYPES: tuple[type, ...] = (bool, int, float, str)
+_CONSTRAINT = re.compile(r"^(?P<help>.*?)\s*\[(?P<body>[^\[\]]*)\]\s*$")
+_RANGE = re.compile(r"^\s*(?P<low>\S*?)\s*\.\.\s*(?P<high>\S*)\s*$")
+_STANDALONE_N = re.compile(r"(?<![A-Za-z0-9_])N(?![A-Za-z0-9_])")
+
+
+class ParameterError(ValueError):
+    """Invalid parameters or parameters cell; ``problems`` lists each problem found."""
+
+    def __init__(self, problems: str | Iterable[str], header: str | None = None) -> None:
+        self.problems = [problems] if isinstance(problems, str) else list(problems)
+        if len(self.problems) == 1 and header is None:
+            message = self.problems[0]
+        else:
+            head = header or f"{len(self.problems)} parameter problems"
+            message = head + ":\n" + "\n".join(f"  - {p}" for p in self.problems)
+        super().__init__(message)
+
+
+def repo_notebooks_dir() -> Path:
+    """``<repo>/notebooks``, the repository's notebook folder (parent of the package)."""
+    return Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def _format_number(x: float) -> str:
+    return str(int(x)) if float(x).is_integer() else repr(float(x))
+
+
+def _choice_pattern(choice: str) -> re.Pattern[str]:
+    pieces = _STANDALONE_N.split(choice)
+    return re.compile("[0-9]+".join(re.escape(p) for p in pieces))
+
+
+@dataclass(frozen=True)
+class Param:
+    """One notebook parameter: its name, type, default, help and constraint."""
+
+    name: str
+    type: type
+    default: object
+    help: str = ""
+    choices: tuple[str, ...] | None = None
+    low: float | None = None
+    high: float | None = None
+
+    def constraint(self) -> str | None:
+        """The constraint as written in the cell (``1..10``, ``a|b``), or None."""
+        if self.choices is not None:
+            return "|".join(self.choices)
+        if self.low is None and self.high is None:
+            return None
+        low = "" if self.low is None else _format_number(self.low)
+        high = "" if self.high is None else _format_number(self.high)
+        return f"{low}..{high}"
+
+    def describe(self) -> str:
+        """One line, e.g. ``steps (int, default 3000, 1..1000000): optimisation steps``."""
+        default = repr(self.default) if self.type is str else str(self.default)
+        parts = [self.type.__name__, f"default {default}"]
+        constraint = self.constraint()
+        if constraint is not None:
+            parts.append(constraint)
+        text = f"{self.name} ({', '.join(parts)})"
+        return f"{text}: {self.help}" if self.help else text
+
+    def allows_choice(self, value: str) -> bool:
+        """Whether ``value`` is one of the choices (``N`` matching an integer)."""
+        if self.choices is None:
+            return True
+        return any(_choice_pattern(c).fullmatch(value) for c in self.choices)
+
+    def coerce(self, value: object) -> object:
+        """Return ``value`` converted to this parameter's type; ParameterError if not allowed."""
+        converted = self._convert(value)
+        self._check_constraint(converted)
+        return converted
+
+    def _type_error(self, value: object) -> ParameterError:
+        return ParameterError(
+            f"parameter {self.name!r} must be {self.type.__name__} "
+            f"(got {type(value).__name__} {value!r})"
+        )
+
+    def _convert(self, value: object) -> object:
+        if self.type is bool:
+            if isinstance(value, bool):
+                return value
+        elif self.type is int:
+            if isinstance(value, int) and not isinstance(value, bool):
+                return int(value)
+            if isinstance(value, float) and value.is_integer():
+                return int(value)
+        elif self.type is float:
+            if isinstance(value, (int, float)) and not isinstance(value, bool):
+                return float(value)
+        elif self.type is str:
+            if isinstance(value, str):
+                return value
+        raise self._type_error(value)
+
+    def _check_constraint(self, value: object) -> None:
+        if self.choices is not None:
+            if not (isinstance(value, str) and self.allows_choice(value)):
+                raise ParameterError(
+                    f"parameter {self.name!r} must be one of {', '.join(self.choices)} "
+                    f"(got {value!r})"
+                )
+            return
+        if self.low is None and self.high is None:
+            return
+        if not isinstance(value, (int, float)):
+            return
+        too_low = self.low is not None and not value >= self.low
+        too_high = self.high is not None and not value <= self.high
+        if too_low or too_high:
+            if self.low is not None and self.high is not None:
+                allowed = f"in {self.constraint()}"
+            elif self.low is not None:
+                allowed = f">= {_format_number(self.low)}"
+            else:
+                allowed = f"<= {_format_number(self.high)}"
+            raise ParameterError(f"parameter {self.name!r} must be {allowed} (got {value!r})")
+
+
+# --- parsing the parameters cell -------------------------------------------------------
+
+
+def _comments_by_line(source: str) -> dict[int, str]:
+    comments: dict[int, str] = {}
+    for token in tokenize.generate_tokens(io.StringIO(source).readline):
+        if token.type == tokenize.COMMENT:
+            comments[token.start[0]] = token.string.lstrip("#").strip()
+    return comments
+
+
+def _parse_range(name: str, body: str, kind: type) -> tuple[float | None, float | None]:
+    if kind not in (int, float):
+        raise ParameterError(
+            f"parameter {name!r}: range [{body}] needs an int or float default, not {kind.__name__}"
+        )
+    match = _RANGE.fullmatch(body)
+    try:
+        if match is None:
+            raise ValueError(body)
+        low = float(match["low"]) if match["low"] else None
+        high = float(match["high"]) if match["high"] else None
+    except ValueError:
+        raise ParameterError(
+            f"parameter {name!r}: bad range [{body}], expected [lo..hi] with numbers"
+        ) from None
+    if low is not None and high is not None and low > high:
+        raise ParameterError(f"parameter {name!r}: empty range [{body}]")
+    return low, high
+
+
+def _parse_choices(name: str, body: str, kind: type) -> tuple[str, ...]:
+    if kind is not str:
+        raise ParameterError(
+            f"parameter {name!r}: [{body}] is a list of choices, which needs a str default "
+            f"({kind.__name__} parameters take a range [lo..hi])"
+        )
+    choices = tuple(c.strip() for c in body.split("|"))
+    if not all(choices):
+        raise ParameterError(f"parameter {name!r}: empty choice in [{body}]")
+    return choices
+
+
+def _make_param(name: str, default: object, comment: str) -> Param:
+    kind = type(default)
+    help_text, choices, low, high = comment, None, None, None
+    match = _CONSTRAINT.match(comment)
+    if match:
+        help_text, body = match.group("help").strip(), match.group("body")
+        if ".." in body:
+            low, high = _parse_range(name, body, kind)
+        else:
+            choices = _parse_choices(name, body, kind)
+    param = Param(name, kind, default, help_text, choices, low, high)
+    try:
+        param.coerce(default)
+    except ParameterError as exc:
+        raise ParameterError(f"default of {exc}") from None
+    return param
+
+
+def _assignment(stmt: ast.stmt) -> tuple[str, ast.expr] | None:
+    if isinstance(stmt, ast.Assign) and len(stmt.targets) == 1:
+        target, value = stmt.targets[0], stmt.value
+    elif isinstance(stmt, ast.AnnAssign) and stmt.value is not None:
+        target, value = stmt.target, stmt.value
+    else:
+        return None
+    return (target.id, value) if isinstance(target, ast.Name) else None
+
+
+def _literal(name: str, node: ast.expr, line: int) -> object:
+    try:
+        value = ast.literal_eval(node)
+    except (ValueError, TypeError, SyntaxError, RecursionError):
+        raise ParameterError(
+            f"line {line}: {name} = {ast.unparse(node)} is not a literal; "
+            "the parameters cell may only assign int, float, str or bool literals"
+        ) from None
+    if type(value) not in _TYPES:
+        raise ParameterError(
+            f"line {line}: {name} = {ast.unparse(node)} is a {type(value).__name__}; "
+            "parameters must be int, float, str or bool literals"
+        )
+    return value
+
+
+def parse_parameters_source(source: str, origin: str | None = None) -> dict[str, Param]:
+    """Parse a parameters cell into ``{name: Param}`` in cell order.
+
+    ``origin`` (e.g. the notebook name) prefixes error messages.
+    Raises ParameterError for anything but plain literal assignments.
+    """
+    where = f"{origin} parameters cell" if origin else "parameters cell"
+    try:
+        tree = ast.parse(source)
+    except SyntaxError as exc:
+        raise ParameterError(f"{where}: line {exc.lineno}: {exc.msg}") from None
+    comments = _comments_by_line(source)
+    spec: dict[str, Param] = {}
+    problems: list[str] = []
+    for stmt in tree.body:
+        found = _assignment(stmt)
+        if found is None:
+            problems.append(
+                f"line {stmt.lineno}: `{ast.unparse(stmt)}` is not a plain assignment "
+                "`name = literal`"
+            )
+            continue
+        name, node = found
+        end = stmt.end_lineno or stmt.lineno
+        comment = next((comments[n] for n in range(end, stmt.lineno - 1, -1) if n in comments), "")
+        try:
+            if name in spec:
+                raise ParameterError(f"line {stmt.lineno}: parameter {name!r} assigned twice")
+            spec[name] = _make_param(name, _literal(name, node, stmt.lineno), comment)
+        except ParameterError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise ParameterError([f"{where}: {p}" for p in problems])
+    return spec
+
+
+def notebook_parameters(path: str | os.PathLike[str]) -> dict[str, Param]:
+    """Read a notebook and parse its single ``parameters``-tagged code cell."""
+    import nbformat
+
+    path = Path(path)
+    notebook = nbformat.read(path, as_version=4)
+    cells = [
+        cell
+        for cell in notebook.cells
+        if cell.cell_type == "code" and PARAMETERS_TAG in cell.get("metadata", {}).get("tags", [])
+    ]
+    if len(cells) != 1:
+        raise ParameterError(
+            f"{path}: expected exactly one code cell tagged {PARAMETERS_TAG!r}, found {len(cells)}"
+        )
+    return parse_parameters_source(cells[0].source, origin=path.name)
+
+
+# --- values ----------------------------------------------------------------------------
+
+
+def parse_value(text: str, type_: type | None = None) -> object:
+    """Turn command-line text into a Python value.
+
+    A Python literal is evaluated (``"3"`` -> 3, ``"1e-3"`` -> 0.001, ``"'a'"`` -> 'a');
+    ``true``/``false`` in any case give a bool; anything else stays the raw string
+    (``"cpu"`` -> 'cpu'). With ``type_=str`` a non-string literal stays the raw text,
+    so ``-p data 123`` means the string '123' for a str parameter.
+    """
+    lowered = text.strip().lower()
+    if lowered in ("true", "false") and type_ is not str:
+        return lowered == "true"
+    try:
+        value = ast.literal_eval(text.strip())
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        return text
+    if type_ is str and not isinstance(value, str):
+        return text
+    return value
+
+
+def _collect(
+    spec: Mapping[str, Param],
+    values: Mapping[str, object],
+    notebook: str | None,
+    require_all: bool,
+) -> tuple[dict[str, object], list[str]]:
+    result = {name: p.default for name, p in spec.items()}
+    problems: list[str] = []
+    where = f" for {notebook}" if notebook else ""
+    known = ", ".join(spec)
+    for name, value in values.items():
+        param = spec.get(name)
+        if param is None:
+            close = difflib.get_close_matches(str(name), list(spec), n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else ";"
+            problems.append(f"unknown parameter {name!r}{where}{hint} known: {known}")
+            continue
+        try:
+            result[name] = param.coerce(value)
+        except ParameterError as exc:
+            problems.extend(exc.problems)
+    if require_all:
+        problems.extend(f"missing parameter {name!r}{where}" for name in spec if name not in values)
+    return result, problems
+
+
+def validate(
+    spec: Mapping[str, Param], values: Mapping[str, object], notebook: str | None = None
+) -> dict[str, object]:
+    """Return the full parameter dict: defaults overridden by ``values``, converted.
+
+    Every problem (unknown name, wrong type, out of range, bad choice) is collected and
+    raised together as one ParameterError. ``notebook`` names the notebook in messages.
+    """
+    result, problems = _collect(spec, values, notebook, require_all=False)
+    if problems:
+        raise ParameterError(problems, header=_header(problems, notebook))
+    return result
+
+
+def _header(problems: list[str], notebook: str | None) -> str | None:
+    if len(problems) == 1:
+        return None
+    where = f" for {notebook}" if notebook else ""
+    return f"{len(problems)} parameter problems{where}"
+
+
+def _locate_notebook(notebook: str | os.PathLike[str]) -> Path:
+    given = Path(notebook)
+    candidates = [given if given.is_absolute() else Path.cwd() / given]
+    if not given.is_absolute():
+        folders = (
+            [Path(os.environ["GENTOOLS_NOTEBOOKS"])] if os.environ.get("GENTOOLS_NOTEBOOKS") else []
+        )
+        folders.append(repo_notebooks_dir())
+        candidates += [folder / given.name for folder in folders]
+    for candidate in candidates:
+        if candidate.is_file():
+            return candidate
+    looked = ", ".join(str(c) for c in dict.fromkeys(candidates))
+    raise FileNotFoundError(f"notebook {str(notebook)!r} not found; looked in: {looked}")
+
+
+def check_notebook(
+    values: Mapping[str, object], notebook: str | os.PathLike[str]
+) -> dict[str, object]:
+    """Validate a running notebook's parameter values against its own parameters cell.
+
+    Call it in the cell after the parameters cell::
+
+        params = check_notebook(globals(), "vae.ipynb")
+
+    ``values`` must hold every parameter; other keys (e.g. the rest of ``globals()``)
+    are ignored. The notebook is looked up relative to the current directory first,
+    then in ``$GENTOOLS_NOTEBOOKS`` and ``<repo>/notebooks``. Returns the validated dict.
+    """
+    path = _locate_notebook(notebook)
+    spec = notebook_parameters(path)
+    given = {name: values[name] for name in spec if name in values}
+    result, problems = _collect(spec, given, path.name, require_all=True)
+    if problems:
+        raise ParameterError(problems, header=_header(problems, path.name))
+    return result

@@ -1,0 +1,98 @@
+"""Reproducibility: seeding, device choice, torch thread count and environment capture.
+
+Every run in gentools goes through these functions, so that the same parameters with
+the same seed on the same CPU give identical numbers.
+"""
+
+from __future__ import annotations
+
+import os
+import platform
+import random
+import re
+import shutil
+import subprocess
+
+import numpy as np
+import torch
+
+# On 2-core machines, two intra-op threads next to another busy process (a Jupyter
+# server, a second run) made small models many times slower than one thread; see
+# BENCHMARKS.md ("torch threads") for the measurement behind this default.
+DEFAULT_THREADS = 1
+
+
+def seed_everything(seed: int) -> torch.Generator:
+    """Seed Python, NumPy and torch (CPU and CUDA); return a torch.Generator seeded the same."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+    return torch.Generator().manual_seed(seed)
+
+
+def set_threads(threads: int | None = None) -> int:
+    """Set torch's intra-op thread count and return it.
+
+    `threads` wins when it is a positive number; None or 0 mean $GENTOOLS_THREADS when
+    set, else DEFAULT_THREADS.
+    """
+    if not threads:
+        threads = int(os.environ.get("GENTOOLS_THREADS", DEFAULT_THREADS))
+    if threads < 1:
+        raise ValueError(f"threads must be >= 1, got {threads}")
+    torch.set_num_threads(threads)
+    return threads
+
+
+def resolve_device(device: str = "auto") -> torch.device:
+    """Turn "auto" | "cpu" | "cuda" | "cuda:N" | "mps" into a torch.device that exists here."""
+    if device == "auto":
+        if torch.cuda.is_available():
+            return torch.device("cuda")
+        return torch.device("cpu")
+    if device == "cpu":
+        return torch.device("cpu")
+    if re.fullmatch(r"cuda(:\d+)?", device):
+        if not torch.cuda.is_available():
+            raise ValueError(f"device {device!r} was asked for, but CUDA is not available here")
+        index = int(device.split(":")[1]) if ":" in device else 0
+        if index >= torch.cuda.device_count():
+            raise ValueError(
+                f"device {device!r} was asked for, but only {torch.cuda.device_count()} "
+                "CUDA device(s) exist"
+            )
+        return torch.device(device)
+    if device == "mps":
+        if not torch.backends.mps.is_available():
+            raise ValueError("device 'mps' was asked for, but MPS is not available here")
+        return torch.device("mps")
+    raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps")
+
+
+def environment(device: torch.device | str | None = None) -> dict:
+    """What ran: versions, device name, CUDA/cuDNN/driver, thread count."""
+    device = torch.device(device) if device is not None else resolve_device("auto")
+    env = {
+        "device": str(device),
+        "device_name": platform.processor() or platform.machine(),
+        "torch": torch.__version__,
+        "numpy": np.__version__,
+        "python": platform.python_version(),
+        "threads": torch.get_num_threads(),
+        "cuda": torch.version.cuda,
+        "cudnn": None,
+        "driver": None,
+    }
+    if device.type == "cuda":
+        env["device_name"] = torch.cuda.get_device_name(device)
+        env["cudnn"] = torch.backends.cudnn.version()
+        smi = shutil.which("nvidia-smi")
+        if smi:
+            out = subprocess.run(
+                [smi, "--query-gpu=driver_version", "--format=csv,noheader"],
+                capture_output=True,
+                text=True,
+                check=False,
+            )
+            env["driver"] = out.stdout.strip().splitlines()[0] if out.stdout.strip() else None
+    return env
