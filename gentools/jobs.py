@@ -93,6 +93,9 @@ class RunFailed(RuntimeError):
 
 # --- small helpers ---------------------------------------------------------------------
 
+_UMASK = os.umask(0)
+os.umask(_UMASK)
+
 
 def atomic_write_json(
     path: str | os.PathLike[str], obj: object, *, sort_keys: bool = False
@@ -105,6 +108,7 @@ def atomic_write_json(
     text = json.dumps(obj, indent=2, sort_keys=sort_keys, allow_nan=False) + "\n"
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(tmp, 0o666 & ~_UMASK)  # mkstemp makes 0600; give the usual file mode
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
             handle.write(text)
             handle.flush()
@@ -358,15 +362,40 @@ def _execute(
 ) -> None:
     import papermill
 
-    papermill.execute_notebook(
-        str(source),
-        str(executed),
-        parameters=parameters,
-        cwd=str(source.parent),
-        kernel_name=kernel_name,
-        progress_bar=progress,
-        log_output=False,
-    )
+    try:
+        papermill.execute_notebook(
+            str(source),
+            str(executed),
+            parameters=parameters,
+            cwd=str(source.parent),
+            kernel_name=kernel_name,
+            progress_bar=progress,
+            log_output=False,
+        )
+    finally:
+        if executed.exists():
+            slim_notebook(executed)
+
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def slim_notebook(path: Path) -> None:
+    """Drop widget state and widget views from an executed notebook, in place.
+
+    A headless run saves only empty widget views (updates after display are lost) plus
+    the widget state, which embeds the plotly.js bundle (megabytes per figure). Each
+    view keeps its text form, and the static figures the notebook displays stay.
+    """
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if WIDGET_VIEW in output.get("data", {}):
+                del output["data"][WIDGET_VIEW]
+    nbformat.write(nb, path)
 
 
 def _is_execution_error(exc: BaseException) -> bool:

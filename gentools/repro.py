@@ -69,12 +69,24 @@ def resolve_device(device: str = "auto") -> torch.device:
     raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps")
 
 
+def cpu_name() -> str:
+    """The processor's model name (from /proc/cpuinfo on Linux), else the machine type."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
 def environment(device: torch.device | str | None = None) -> dict:
     """What ran: versions, device name, CUDA/cuDNN/driver, thread count."""
     device = torch.device(device) if device is not None else resolve_device("auto")
     env = {
         "device": str(device),
-        "device_name": platform.processor() or platform.machine(),
+        "device_name": cpu_name(),
         "torch": torch.__version__,
         "numpy": np.__version__,
         "python": platform.python_version(),

@@ -1,0 +1,22 @@
+"""Notebook widgets: image encoding and grids, and latent-space explorers (no model imports)."""
+
+from gentools.widgets.image import ImageGrid, auto_scale, grid, to_png
+from gentools.widgets.latent import (
+    Interpolation,
+    LatentExplorer,
+    LatentMap,
+    interpolate,
+    principal_directions,
+)
+
+__all__ = [
+    "ImageGrid",
+    "Interpolation",
+    "LatentExplorer",
+    "LatentMap",
+    "auto_scale",
+    "grid",
+    "interpolate",
+    "principal_directions",
+    "to_png",
+]

@@ -1,0 +1,30 @@
+# Thin wrappers; each target sets up .venv first (see scripts/setup.sh).
+VENV ?= .venv
+BIN := $(VENV)/bin
+
+.PHONY: setup run test quick lab benchmarks clean
+
+$(VENV)/.installed: pyproject.toml scripts/setup.sh
+	VENV=$(VENV) bash scripts/setup.sh
+	touch $@
+
+setup: $(VENV)/.installed
+
+run: setup  ## train the VAE on the embedded digits as a papermill job
+	$(BIN)/gentools run vae
+
+test: setup  ## the whole test suite: lint, unit tests, every notebook under nbval and papermill
+	$(BIN)/python -m pytest
+
+quick: setup  ## the fast tests only
+	$(BIN)/python -m pytest -m "not slow and not browser"
+
+lab: setup  ## open the notebooks in JupyterLab
+	$(BIN)/jupyter lab notebooks/
+
+benchmarks: setup
+	$(BIN)/python benchmarks/threads.py
+	$(BIN)/python benchmarks/vae.py
+
+clean:
+	rm -rf runs .pytest_cache .ruff_cache

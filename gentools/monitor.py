@@ -1,0 +1,284 @@
+"""The live training monitor: a callback for `gentools.train.fit` that draws curves, samples
+and a working Stop button in a notebook, and leaves a static figure behind under papermill.
+
+    mon = Monitor(sample=lambda: model.sample(16), metrics=("loss",))
+    fit(model, data, cfg, callbacks=[mon])  # shows itself at on_start if not displayed yet
+
+The monitor never imports a model: it reads `state` (step, history, cfg.steps, stop) and calls
+the `sample` callable it is handed.
+
+Cost: `on_step` only records a timestamp; the figure, the status line and the kernel's pending
+UI messages are processed at most once per `redraw_every` seconds, and always at `on_eval`
+and `on_end`. Curves are averaged into at most 2000 bins live and 500 in the static figure.
+
+NOTE (Stop button): while a cell runs, ipykernel does not read the button's comm message until
+the cell ends. `process_ui_events()` reads the messages that wait for the busy thread and
+handles the widget (comm) ones in place; see its docstring. It needs ipykernel >= 7 (its
+shell-channel thread). On anything else it does nothing: the click then reaches the kernel only
+after the cell has ended, too late to stop that run, and Kernel > Interrupt is the way to stop.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextvars
+import math
+import threading
+import time
+from collections import deque
+
+import ipywidgets as widgets
+import numpy as np
+import plotly.graph_objects as go
+from IPython import get_ipython
+from IPython.display import display
+from plotly.subplots import make_subplots
+
+from gentools.widgets.image import ImageGrid
+
+LIVE_POINTS = 2000  # most points per curve in the live FigureWidget
+STATIC_POINTS = 500  # most points per curve in the static figure saved in the notebook
+RATE_WINDOW = 50  # steps in the moving window for steps/s and ETA
+_COMM_MSG_TYPES = frozenset({"comm_open", "comm_msg", "comm_close"})
+_COLORS = {"train": "#1f77b4", "val": "#ff7f0e"}
+
+
+def process_ui_events() -> int:
+    """Handle the widget messages that wait while this cell runs; return how many.
+
+    ipykernel 7 receives shell messages on its shell-channel thread and forwards the main
+    shell's ones through an inproc ZMQ pair to the main thread, whose event loop is blocked
+    while a cell runs. Here we drain that pair without blocking: comm messages (widget clicks
+    and value changes) go straight to the comm manager, under their own parent header as
+    ipykernel does for comms that arrive during an async cell; every other message
+    (execute_request, kernel_info_request, ...) is scheduled, in arrival order, as a task on
+    the kernel's loop, where it waits for the running cell like it would have anyway. No
+    busy/idle status is published for the comms, so the frontend keeps showing "busy".
+
+    Returns 0 and reads nothing without an ipykernel >= 7 kernel (plain python, a terminal
+    IPython, an older ipykernel), or off the thread that runs the cell.
+    """
+    kernel = getattr(get_ipython(), "kernel", None)
+    channel = getattr(kernel, "shell_channel_thread", None)  # ipykernel >= 7 only
+    if channel is None:
+        return 0
+    try:
+        loop = asyncio.get_running_loop()  # the kernel's loop: we run inside its cell task
+        subshell_id = channel.manager.subshell_id_from_thread_id(threading.get_ident())
+    except RuntimeError:  # no running loop, or not a shell thread
+        return 0
+    import zmq
+
+    sock = channel.manager.get_shell_channel_to_subshell_pair(subshell_id).to_socket
+    session = kernel.session
+    cell_parent, cell_ident = kernel.get_parent("shell"), kernel._parent_ident["shell"]
+    handled = 0
+    while True:  # drain until EAGAIN, so the loop's edge-triggered stream sees new arrivals
+        try:
+            frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
+        except zmq.Again:
+            return handled
+        msg_type = None
+        if len(frames) > 1:  # a one-frame b"stop aborting" marker is not a message
+            idents, rest = session.feed_identities(frames, copy=False)
+            msg_type = session.deserialize(rest, content=False, copy=False)["header"]["msg_type"]
+        if msg_type not in _COMM_MSG_TYPES:
+            coro = kernel.shell_main(subshell_id, frames)
+            loop.create_task(coro, context=contextvars.copy_context())
+            continue
+        msg = session.deserialize(rest, content=True, copy=False)
+        kernel.set_parent(idents, msg, channel="shell")
+        try:
+            kernel.shell_handlers[msg_type](None, idents, msg)  # the comm manager; logs errors
+        finally:
+            kernel.set_parent(cell_ident, cell_parent, channel="shell")
+        handled += 1
+
+
+def _show(obj) -> None:
+    """display() under IPython; nothing in plain python, where display() prints a long repr."""
+    if get_ipython() is not None:
+        display(obj)
+
+
+def _bin_mean(x: list, y: list, max_points: int) -> tuple[np.ndarray, np.ndarray]:
+    """Average (x, y) in at most max_points consecutive bins of near-equal size."""
+    xa, ya = np.asarray(x, np.float64), np.asarray(y, np.float64)
+    if len(xa) <= max_points:
+        return xa, ya
+    edges = np.linspace(0, len(xa), max_points + 1).astype(np.int64)  # bin b: [e_b, e_b+1)
+    counts = np.diff(edges)
+    return np.add.reduceat(xa, edges[:-1]) / counts, np.add.reduceat(ya, edges[:-1]) / counts
+
+
+def _fmt_duration(seconds: float) -> str:
+    if not math.isfinite(seconds):
+        return "?"
+    m, s = divmod(int(round(seconds)), 60)
+    h, m = divmod(m, 60)
+    return f"{h}:{m:02d}:{s:02d}" if h else f"{m}:{s:02d}"
+
+
+class Monitor:
+    """Live curves, sample grid, status line and Stop button for `gentools.train.fit`.
+
+    sample: optional `() -> images (N, C, H, W)` in [0, 1] (tensor or array), called at each
+        evaluation (on_eval: eval mode, no_grad) to refresh the sample grid.
+    metrics: history keys to plot, one subplot each, train and val curves in each.
+    redraw_every: least seconds between two redraws during training.
+    title: shown above the monitor.
+
+    Display: the monitor is shown by `display(mon)` or as a cell's last value
+    (`_ipython_display_`); if it has not been shown when training starts, on_start shows it.
+    `mon.widget` is the VBox, `mon.fig` the FigureWidget, `mon.figure()` a static copy.
+    """
+
+    def __init__(self, sample=None, metrics=("loss",), redraw_every: float = 1.0, title: str = ""):
+        self.sample, self.metrics, self.redraw_every = sample, tuple(metrics), float(redraw_every)
+        self.title = title
+        self._curves = {(m, s): ([], []) for m in self.metrics for s in ("train", "val")}
+        self._seen = 0  # history rows already copied into _curves
+        self._times: deque = deque(maxlen=RATE_WINDOW)  # (step, perf_counter) of recent steps
+        self._last_draw = -math.inf
+        self._state = None
+        self._displayed = False
+        self.redraws = 0  # how many times the figure was redrawn
+        self._build_controls()
+
+    # ---- controls -------------------------------------------------------------------------
+    def _build_controls(self) -> None:
+        n = len(self.metrics)
+        fig = make_subplots(rows=1, cols=n, subplot_titles=self.metrics, horizontal_spacing=0.08)
+        for i, metric in enumerate(self.metrics):
+            for split, mode in (("train", "lines"), ("val", "lines+markers")):
+                fig.add_trace(
+                    go.Scatter(
+                        x=[],
+                        y=[],
+                        mode=mode,
+                        name=split,
+                        legendgroup=split,
+                        showlegend=(i == 0),
+                        line=dict(color=_COLORS[split]),
+                        hovertemplate=f"{split} {metric}" + " %{y:.4g}<br>step %{x}<extra></extra>",
+                    ),
+                    row=1,
+                    col=i + 1,
+                )
+            fig.update_xaxes(title_text="step", row=1, col=i + 1)
+        fig.update_layout(
+            height=300,
+            width=max(450, 380 * n),
+            margin=dict(l=50, r=20, t=40, b=40),
+            title=self.title or None,
+            template="plotly_white",
+        )
+        self.fig = go.FigureWidget(fig)
+        self.samples = ImageGrid()
+        self.status = widgets.HTML("waiting for training to start")
+        self.stop_button = widgets.Button(description="Stop", icon="stop", button_style="danger")
+        self.out = widgets.Output()  # errors raised in widget callbacks appear here
+        self.stop_button.on_click(self.out.capture()(self._on_stop))
+        bar = widgets.HBox([self.stop_button, self.status])
+        self.widget = widgets.VBox([bar, widgets.HBox([self.fig, self.samples]), self.out])
+
+    def _on_stop(self, _button=None) -> None:
+        if self._state is not None:
+            self._state.stop = True
+        self.stop_button.disabled = True
+        self.stop_button.description = "Stopping..."
+
+    def _ipython_display_(self) -> None:
+        self._displayed = True
+        display(self.widget)
+
+    # ---- callbacks for fit ----------------------------------------------------------------
+    def on_start(self, state) -> None:
+        self._state = state
+        self.stop_button.disabled, self.stop_button.description = False, "Stop"
+        now = time.perf_counter()
+        self._times.append((state.step, now))
+        if not self._displayed:
+            self._displayed = True
+            _show(self.widget)
+        self._redraw(state, now)
+
+    def on_step(self, state) -> None:
+        now = time.perf_counter()
+        self._times.append((state.step, now))
+        if now - self._last_draw >= self.redraw_every:
+            self._redraw(state, now)
+
+    def on_eval(self, state) -> None:
+        if self.sample is not None:
+            self.samples.set_images(self.sample())
+        self._redraw(state)
+
+    def on_end(self, state) -> None:
+        self._redraw(state)
+        self.stop_button.disabled = True
+        self.stop_button.description = "Stopped" if state.stop else "Finished"
+        _show(self.figure())
+        print(self.summary(state))
+        self._state = None
+
+    # ---- rendering ------------------------------------------------------------------------
+    def _pull_history(self, history) -> None:
+        """Copy the rows added to state.history since the last call into the curves."""
+        for row in history[self._seen :]:
+            split = row.get("split", "train")
+            for metric in self.metrics:
+                if metric in row and (metric, split) in self._curves:
+                    xs, ys = self._curves[(metric, split)]
+                    xs.append(row["step"])
+                    ys.append(float(row[metric]))
+        self._seen = len(history)
+
+    def _redraw(self, state, now: float | None = None) -> None:
+        self._last_draw = time.perf_counter() if now is None else now
+        self._pull_history(state.history)
+        with self.fig.batch_update():
+            for trace, key in zip(self.fig.data, self._curves, strict=True):
+                trace.x, trace.y = _bin_mean(*self._curves[key], LIVE_POINTS)
+        self.status.value = self.status_text(state)
+        self.redraws += 1
+        process_ui_events()  # lets a Stop click reach us while fit runs in this cell
+
+    def steps_per_second(self) -> float:
+        """Steps per second over the last RATE_WINDOW steps (nan before two steps)."""
+        if len(self._times) < 2:
+            return math.nan
+        (s0, t0), (s1, t1) = self._times[0], self._times[-1]
+        return (s1 - s0) / (t1 - t0) if t1 > t0 else math.nan
+
+    def _latest(self, split: str) -> dict[str, float]:
+        last = {m: self._curves[(m, split)][1][-1:] for m in self.metrics}
+        return {m: ys[0] for m, ys in last.items() if ys}
+
+    def status_text(self, state) -> str:
+        """One line: step/total, steps/s, ETA, latest train and val metrics."""
+        total = getattr(state.cfg, "steps", None)
+        rate = self.steps_per_second()
+        parts = [f"step {state.step}/{total}" if total else f"step {state.step}"]
+        parts.append(f"{rate:.1f} steps/s" if math.isfinite(rate) else "- steps/s")
+        if total and math.isfinite(rate) and rate > 0:
+            parts.append(f"ETA {_fmt_duration((total - state.step) / rate)}")
+        for split in ("train", "val"):
+            parts += [f"{split} {k} {v:.4g}" for k, v in self._latest(split).items()]
+        return " · ".join(parts)
+
+    def summary(self, state) -> str:
+        """The one-line text printed at on_end (saved as text by papermill)."""
+        elapsed = getattr(state, "elapsed", None)
+        head = f"{'stopped' if state.stop else 'finished'} at step {state.step}"
+        if elapsed:
+            head += f" in {_fmt_duration(elapsed)} ({state.step / elapsed:.1f} steps/s)"
+        metrics = [f"{s} {k} {v:.4g}" for s in ("train", "val") for k, v in self._latest(s).items()]
+        return " · ".join([head, *metrics])
+
+    def figure(self, max_points: int = STATIC_POINTS) -> go.Figure:
+        """A static go.Figure of the curves, each averaged into at most max_points bins."""
+        fig = go.Figure(self.fig)
+        for trace, key in zip(fig.data, self._curves, strict=True):
+            trace.x, trace.y = _bin_mean(*self._curves[key], max_points)
+        return fig

@@ -1,0 +1,123 @@
+"""Images for widgets, in pure numpy: a minimal PNG encoder, a batch-to-grid tiler, ImageGrid.
+
+No PIL or matplotlib: `to_png` writes 8-bit greyscale or RGB PNGs (PNG spec, ISO/IEC 15948,
+https://www.w3.org/TR/png/) with zlib and struct, every scanline with filter type 0 (None).
+Small images such as 8x8 digits are upscaled by an integer nearest-neighbour `scale` so they
+are visible in a notebook.
+
+Inputs may be numpy arrays or torch tensors (converted through `.detach().cpu()`, so this
+module never imports torch). Floats are read as [0, 1] and clipped; uint8 is taken as is.
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+import zlib
+
+import ipywidgets as widgets
+import numpy as np
+
+_PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+
+
+def _as_numpy(x) -> np.ndarray:
+    """A numpy view of an array or a torch tensor (on any device)."""
+    if hasattr(x, "detach"):
+        x = x.detach().cpu()
+    return np.asarray(x)
+
+
+def _to_uint8(a: np.ndarray) -> np.ndarray:
+    """uint8 unchanged; bool and floats in [0, 1] scaled to 0..255 and rounded."""
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype == np.bool_ or np.issubdtype(a.dtype, np.floating):
+        return np.round(np.clip(a.astype(np.float64), 0.0, 1.0) * 255.0).astype(np.uint8)
+    raise TypeError(f"expected a float array in [0, 1] or uint8, got dtype {a.dtype}")
+
+
+def _to_hwc(a: np.ndarray) -> np.ndarray:
+    """(H, W), (H, W, C) or (C, H, W) with C in {1, 3} -> (H, W, C)."""
+    if a.ndim == 2:
+        return a[:, :, None]
+    if a.ndim == 3:
+        channels_last = a.shape[2] in (1, 3)
+        channels_first = a.shape[0] in (1, 3)
+        if channels_first and not channels_last:
+            return a.transpose(1, 2, 0)  # (C, H, W) -> (H, W, C)
+        if channels_last:
+            return a
+    raise ValueError(f"expected an (H,W), (H,W,C) or (C,H,W) image, C in {{1,3}}; got {a.shape}")
+
+
+def _chunk(kind: bytes, data: bytes) -> bytes:
+    """One PNG chunk: length, type, data, CRC-32 of type+data."""
+    return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+
+def to_png(img, scale: int = 1) -> bytes:
+    """Encode one image as PNG bytes (8-bit grey for one channel, 8-bit RGB for three).
+
+    img: (H, W), (H, W, C) or (C, H, W) with C in {1, 3}; float in [0, 1] or uint8; numpy or
+    torch. scale: integer nearest-neighbour upscaling factor (each pixel becomes scale x scale).
+    """
+    if int(scale) != scale or scale < 1:
+        raise ValueError(f"scale must be a positive integer, got {scale}")
+    a = _to_hwc(_to_uint8(_as_numpy(img)))  # (H, W, C)
+    if scale > 1:
+        a = a.repeat(int(scale), axis=0).repeat(int(scale), axis=1)  # (sH, sW, C)
+    h, w, c = a.shape
+    color_type = 0 if c == 1 else 2  # 0: greyscale, 2: truecolour RGB
+    ihdr = struct.pack(">IIBBBBB", w, h, 8, color_type, 0, 0, 0)  # depth 8, deflate, no interlace
+    rows = np.ascontiguousarray(a).reshape(h, w * c)
+    raw = np.concatenate([np.zeros((h, 1), np.uint8), rows], axis=1)  # filter byte 0 per row
+    idat = zlib.compress(raw.tobytes(), 6)
+    return _PNG_SIGNATURE + _chunk(b"IHDR", ihdr) + _chunk(b"IDAT", idat) + _chunk(b"IEND", b"")
+
+
+def grid(images, nrow: int | None = None, pad: int = 1, pad_value: float = 0.5) -> np.ndarray:
+    """Tile a batch (N, C, H, W), float in [0, 1], into one float image.
+
+    nrow: images per row (default ceil(sqrt(N)), a near-square grid; at most N). pad: pixels of
+    `pad_value` between and around the tiles. Returns (H', W') for C == 1, (H', W', 3) for C == 3.
+    """
+    x = _as_numpy(images)
+    if x.ndim == 3:  # (N, H, W): single channel
+        x = x[:, None]
+    if x.ndim != 4 or x.shape[1] not in (1, 3):
+        raise ValueError(f"expected (N, C, H, W) with C in {{1, 3}}, got {x.shape}")
+    if x.dtype == np.uint8:
+        x = x.astype(np.float32) / 255.0
+    n, c, h, w = x.shape
+    ncol = max(1, min(nrow or math.ceil(math.sqrt(n)), n))
+    nrows = max(1, math.ceil(n / ncol))
+    out = np.full((c, pad + nrows * (h + pad), pad + ncol * (w + pad)), pad_value, np.float32)
+    for i in range(n):
+        r, q = divmod(i, ncol)
+        top, left = pad + r * (h + pad), pad + q * (w + pad)
+        out[:, top : top + h, left : left + w] = x[i]
+    return out[0] if c == 1 else out.transpose(1, 2, 0)  # (H', W') or (H', W', 3)
+
+
+def auto_scale(height: int, width: int, target: int = 256, max_scale: int = 8) -> int:
+    """The integer upscaling that brings the longer side near `target` pixels (1..max_scale)."""
+    return int(max(1, min(max_scale, target // max(height, width, 1))))
+
+
+class ImageGrid(widgets.Image):
+    """An `ipywidgets.Image` showing a batch (N, C, H, W) as a grid; `set_images` refreshes it.
+
+    scale=None picks an integer upscaling so the grid is about 256 px on its longer side.
+    """
+
+    def __init__(self, images=None, nrow: int | None = None, pad: int = 1, scale=None, **kwargs):
+        super().__init__(format="png", **kwargs)
+        self.nrow, self.pad, self.scale = nrow, pad, scale
+        if images is not None:
+            self.set_images(images)
+
+    def set_images(self, images) -> None:
+        """Tile `images` (N, C, H, W) and show them."""
+        g = grid(images, nrow=self.nrow, pad=self.pad)
+        self.value = to_png(g, scale=self.scale or auto_scale(*g.shape[:2]))
