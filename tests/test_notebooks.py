@@ -103,3 +103,17 @@ def test_papermill_runs_are_reproducible(notebook, tmp_path):
     assert manifest["status"] == "completed"
     assert (runs[0] / "checkpoint.safetensors").is_file()
     assert (runs[0] / f"{notebook.stem}.ipynb").stat().st_size < 1_000_000
+
+
+@pytest.mark.slow
+def test_nbval_catches_a_changed_checked_output(tmp_path):
+    """The checked outputs are really compared: a stored output that differs fails."""
+    nb = nbformat.read(NOTEBOOKS[[p.stem for p in NOTEBOOKS].index("vae")], as_version=4)
+    cell = next(c for c in nb.cells if c.cell_type == "code" and c.source.startswith(CHECK))
+    cell.outputs[0]["text"] = cell.outputs[0]["text"].replace("must", "should")
+    tampered = tmp_path / "src" / "vae.ipynb"
+    tampered.parent.mkdir()
+    nbformat.write(nb, tampered)
+    result = run_nbval(tampered, tmp_path)
+    assert result.returncode == 1
+    assert "1 failed" in result.stdout
