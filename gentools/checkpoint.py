@@ -17,6 +17,8 @@ import torch
 from safetensors.torch import load_file, safe_open, save_file
 
 FORMAT = "gentools-checkpoint-1"
+_UMASK = os.umask(0)
+os.umask(_UMASK)
 
 
 def save(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
@@ -29,6 +31,7 @@ def save(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) 
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
     try:
         save_file(flat, str(tmp), metadata=header)
+        os.chmod(tmp, 0o666 & ~_UMASK)  # safetensors writes 0600; use the usual file mode
         with open(tmp, "rb") as f:
             os.fsync(f.fileno())
         os.replace(tmp, path)
