@@ -1,5 +1,6 @@
 """The live training monitor: a callback for `gentools.train.fit` that draws curves, samples
-and a working Stop button in a notebook, and leaves a static figure behind under papermill.
+and a working Stop button in a notebook, and leaves a static figure and the last sample grid
+behind under papermill.
 
     mon = Monitor(sample=lambda: model.sample(16), metrics=("loss",))
     fit(model, data, cfg, callbacks=[mon])  # shows itself at on_start if not displayed yet
@@ -34,7 +35,7 @@ from IPython import get_ipython
 from IPython.display import display
 from plotly.subplots import make_subplots
 
-from gentools.widgets.image import ImageGrid
+from gentools.widgets.image import ImageGrid, picture
 
 LIVE_POINTS = 2000  # most points per curve in the live FigureWidget
 STATIC_POINTS = 500  # most points per curve in the static figure saved in the notebook
@@ -142,6 +143,7 @@ class Monitor:
         self._last_draw = -math.inf
         self._state = None
         self._displayed = False
+        self._last_samples = None  # the grid of the last evaluation, shown again at on_end
         self.redraws = 0  # how many times the figure was redrawn
         self._build_controls()
 
@@ -211,7 +213,8 @@ class Monitor:
 
     def on_eval(self, state) -> None:
         if self.sample is not None:
-            self.samples.set_images(self.sample())
+            self._last_samples = self.sample()
+            self.samples.set_images(self._last_samples)
         self._redraw(state)
 
     def on_end(self, state) -> None:
@@ -219,6 +222,8 @@ class Monitor:
         self.stop_button.disabled = True
         self.stop_button.description = "Stopped" if state.stop else "Finished"
         _show(self.figure())
+        if self._last_samples is not None:  # widgets are not saved by papermill; a PNG is
+            _show(picture(self._last_samples))
         print(self.summary(state))
         self._state = None
 

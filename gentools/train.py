@@ -120,6 +120,7 @@ def to_device(batch: Any, device: torch.device) -> Any:
     return batch
 
 
+@torch.no_grad()
 def evaluate(model: torch.nn.Module, dataset: Dataset, cfg: TrainConfig, device) -> dict:
     """Mean of `model.loss` metrics over the val set (or its first `eval_batches`)."""
     totals: dict[str, float] = {}

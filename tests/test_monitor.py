@@ -257,3 +257,19 @@ def test_stop_click_is_handled_while_the_cell_runs():
     finally:
         kc.stop_channels()
         km.shutdown_kernel(now=True)
+
+
+def test_on_end_leaves_the_last_sample_grid_as_a_static_png(shown):
+    from IPython.display import Image
+
+    mon, state = (
+        Monitor(sample=lambda: torch.full((4, 1, 8, 8), 0.25), redraw_every=1e9),
+        make_state(),
+    )
+    run(mon, state)
+    pictures = [o for o in shown if isinstance(o, Image)]
+    assert len(pictures) == 1 and pictures[0].data == bytes(mon.samples.value)
+    mon2 = Monitor(redraw_every=1e9)  # no sample callable: no picture
+    shown.clear()
+    run(mon2, make_state())
+    assert not [o for o in shown if isinstance(o, Image)]

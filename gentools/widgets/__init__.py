@@ -1,6 +1,6 @@
 """Notebook widgets: image encoding and grids, and latent-space explorers (no model imports)."""
 
-from gentools.widgets.image import ImageGrid, auto_scale, grid, to_png
+from gentools.widgets.image import ImageGrid, auto_scale, grid, grid_png, picture, to_png
 from gentools.widgets.latent import (
     Interpolation,
     LatentExplorer,
@@ -16,7 +16,9 @@ __all__ = [
     "LatentMap",
     "auto_scale",
     "grid",
+    "grid_png",
     "interpolate",
+    "picture",
     "principal_directions",
     "to_png",
 ]

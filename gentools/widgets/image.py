@@ -105,6 +105,22 @@ def auto_scale(height: int, width: int, target: int = 256, max_scale: int = 8) -
     return int(max(1, min(max_scale, target // max(height, width, 1))))
 
 
+def grid_png(images, nrow: int | None = None, pad: int = 1, scale: int | None = None) -> bytes:
+    """PNG bytes of `images` (N, C, H, W) tiled as a grid, upscaled to about 256 px."""
+    g = grid(images, nrow=nrow, pad=pad)
+    return to_png(g, scale=scale or auto_scale(*g.shape[:2]))
+
+
+def picture(images, nrow: int | None = None, pad: int = 1, scale: int | None = None):
+    """A static picture of a batch for a notebook cell: saved as image/png in the notebook.
+
+    Unlike the `ImageGrid` widget, it stays visible in an executed notebook from a batch run.
+    """
+    from IPython.display import Image
+
+    return Image(data=grid_png(images, nrow=nrow, pad=pad, scale=scale), format="png")
+
+
 class ImageGrid(widgets.Image):
     """An `ipywidgets.Image` showing a batch (N, C, H, W) as a grid; `set_images` refreshes it.
 
@@ -119,5 +135,4 @@ class ImageGrid(widgets.Image):
 
     def set_images(self, images) -> None:
         """Tile `images` (N, C, H, W) and show them."""
-        g = grid(images, nrow=self.nrow, pad=self.pad)
-        self.value = to_png(g, scale=self.scale or auto_scale(*g.shape[:2]))
+        self.value = grid_png(images, nrow=self.nrow, pad=self.pad, scale=self.scale)
