@@ -22,3 +22,6 @@ __all__ = [
     "principal_directions",
     "to_png",
 ]
+from gentools.widgets.image import ImageCompletion as ImageCompletion  # noqa: E402
+from gentools.widgets.likelihood import LikelihoodReadout, SampleExplorer  # noqa: E402, F401
+from gentools.widgets.text import FillMask, TextGenerator  # noqa: E402, F401

@@ -136,3 +136,76 @@ class ImageGrid(widgets.Image):
     def set_images(self, images) -> None:
         """Tile `images` (N, C, H, W) and show them."""
         self.value = grid_png(images, nrow=self.nrow, pad=self.pad, scale=self.scale)
+
+
+class ImageCompletion:
+    """Keep the top rows of a chosen image and let a model draw the rest, several times.
+
+    complete(x, rows_kept, n, temperature) -> n completions (n, C, H, W) in [0, 1]:
+        x is `images[i : i + 1]` exactly as handed in (so a torch tensor stays one); the
+        callable keeps the first `rows_kept` rows of x and samples the others.
+    images: (N, C, H, W) floats in [0, 1], numpy or torch. labels: optional (N,), for the caption.
+    n: completions per image. temperature: the slider's start value.
+
+    Shown in one row: the original | the kept rows (the rest grey) | the n completions.
+    Controls: `index`, `rows`, `temperature`, and `resample` (draw again). Each change calls
+    `complete` once; its result is kept in `.completions` (numpy) and errors go to `.out`.
+    """
+
+    def __init__(self, complete, images, labels=None, n: int = 4, temperature: float = 1.0):
+        if n < 1:
+            raise ValueError(f"n must be at least 1, got {n}")
+        self.complete, self.images, self.n = complete, images, n
+        self.labels = None if labels is None else np.asarray(labels)
+        self.shape = tuple(_as_numpy(images[:1]).shape[1:])  # (C, H, W)
+        self.completions = None
+        self._build_controls(temperature)
+        self.render()
+
+    def _build_controls(self, temperature: float) -> None:
+        last, height = len(self.images) - 1, self.shape[1]
+        self.index = widgets.BoundedIntText(value=0, min=0, max=last, description="image")
+        self.rows = widgets.IntSlider(
+            value=height // 2, min=0, max=height - 1, description="rows kept",
+            continuous_update=False,
+        )
+        self.temperature = widgets.FloatSlider(
+            value=temperature, min=0.0, max=2.0, step=0.05, description="temperature",
+            continuous_update=False,
+        )
+        self.resample = widgets.Button(description="Resample", icon="refresh")
+        self.image = widgets.Image(format="png")
+        self.caption = widgets.HTML()
+        self.out = widgets.Output()
+        on_change = self.out.capture()(self.render)
+        for c in (self.index, self.rows, self.temperature):
+            c.observe(on_change, names="value")
+        self.resample.on_click(on_change)
+        controls = widgets.HBox([self.index, self.rows, self.temperature, self.resample])
+        self.widget = widgets.VBox([controls, self.image, self.caption, self.out])
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+    def render(self, _change=None) -> None:
+        """Complete the chosen image and show original | kept rows | completions."""
+        i, kept, t = self.index.value, self.rows.value, self.temperature.value
+        x = self.images[i : i + 1]
+        original = _as_numpy(x).astype(np.float32)  # (1, C, H, W)
+        partial = original.copy()
+        partial[:, :, kept:] = 0.5  # the rows the model has to draw, in grey
+        self.completions = _as_numpy(self.complete(x, kept, self.n, t)).astype(np.float32)
+        if self.completions.shape != (self.n, *self.shape):
+            raise ValueError(
+                f"complete returned {self.completions.shape}, expected {(self.n, *self.shape)}"
+            )
+        row = np.concatenate([original, partial, self.completions])  # (n + 2, C, H, W)
+        g = grid(row, nrow=len(row))
+        self.image.value = to_png(g, scale=auto_scale(*self.shape[1:], target=64))
+        name = f"image {i}" if self.labels is None else f"image {i} (label {self.labels[i]})"
+        self.caption.value = (
+            f"{name}: the original, the {kept} row(s) kept, then {self.n} completions "
+            f"at temperature {t:.2f}"
+        )

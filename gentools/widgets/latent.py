@@ -3,6 +3,7 @@
 Everything works through two callables, so nothing here imports a model:
     encode(x) -> z        x: (N, C, H, W) float tensor in [0, 1]; z: (N, d) (e.g. posterior means)
     decode(z) -> images   z: (N, d); images: (N, C, H, W) float in [0, 1]
+    decode(z, label)      the same for a conditional decoder (`classes=` given): label an int
 Both are called under torch.no_grad(). They receive CPU tensors (the LatentExplorer's codes live
 on the device of its z0 / directions): move them to the model's device inside the callable.
 
@@ -11,8 +12,11 @@ on the device of its z0 / directions): move them to the model's device inside th
   "Animating rotation with quaternion curves", https://doi.org/10.1145/325165.325242), which
   White (2016, "Sampling generative networks", https://arxiv.org/abs/1609.04468) recommends
   for Gaussian latents because lerp midpoints have an atypically small norm.
-- `LatentExplorer`: one slider per latent dimension or per principal direction.
+- `LatentExplorer`: one slider per latent dimension or per principal direction (and a class
+  selector for a conditional decoder).
 - `Interpolation`: a row of decodes between two test images.
+- `RandomInterpolation`: a row of decodes between two prior draws chosen by seed, with a
+  truncation slider and an optional class selector (for the GAN, which has no encoder).
 - `LatentMap`: a 2-D scatter of the encoded test set; click a point to decode its full code.
 
 Each widget builds its controls, wires them with `observe`, and renders in a separate method;
@@ -96,6 +100,8 @@ class LatentExplorer:
         coordinate axes, allowed only when dim <= max_sliders. std: (k,) σ_k, so slider values
         v_k are in standard deviations; default ones (a N(0, I) prior).
     max_sliders: the most sliders shown. scale: slider range [-scale, scale].
+    classes: optional class names for a conditional decoder: a `.label` dropdown appears and
+        decode is called as decode(z, label) with the selected class index.
     `.sliders`, `.image`, `.z` (current code, (d,)), `.reset()`.
     """
 
@@ -108,8 +114,10 @@ class LatentExplorer:
         std=None,
         max_sliders: int = 8,
         scale: float = 3.0,
+        classes=None,
     ):
         self.decode = decode
+        self.classes = None if classes is None else [str(c) for c in classes]
         if directions is None:
             if dim > max_sliders:
                 raise ValueError(
@@ -152,7 +160,13 @@ class LatentExplorer:
         for s in self.sliders:
             s.observe(on_change, names="value")
         self.reset_button.on_click(self.out.capture()(self.reset))
-        controls = widgets.VBox([*self.sliders, self.reset_button])
+        extra = []
+        if self.classes is not None:
+            options = [(name, i) for i, name in enumerate(self.classes)]
+            self.label = widgets.Dropdown(options=options, value=0, description="class")
+            self.label.observe(on_change, names="value")
+            extra = [self.label]
+        controls = widgets.VBox([*extra, *self.sliders, self.reset_button])
         self.widget = widgets.HBox([controls, widgets.VBox([self.image, self.out])])
 
     def _ipython_display_(self) -> None:
@@ -171,7 +185,10 @@ class LatentExplorer:
     def render(self) -> None:
         """Decode the current code and show it."""
         with torch.no_grad():
-            x = self.decode(self.z[None])  # (1, C, H, W)
+            if self.classes is None:
+                x = self.decode(self.z[None])  # (1, C, H, W)
+            else:
+                x = self.decode(self.z[None], self.label.value)  # (1, C, H, W)
         self.image.value = to_png(x[0], scale=_tile_scale(x) * 2)
 
     def reset(self, _button=None) -> None:
@@ -232,6 +249,77 @@ class Interpolation:
         self.caption.value = (
             f"{self._name(a)} → {self._name(b)}, {self.mode.value}, {n} steps "
             "(first and last tiles: the originals)"
+        )
+
+
+class RandomInterpolation:
+    """A row of decodes between two codes drawn from the prior, for models without an encoder
+    (the GAN): each end is chosen by its seed, with a truncation slider and, for a conditional
+    decoder, a class selector.
+
+    draw(seed, truncation) -> z (d,): the prior draw for `seed`; truncation is None (plain
+        N(0, I)) or the threshold of the slider (the model's truncation trick).
+    decode: decode(z) (N, d) -> images, or decode(z, label) when `classes` is given.
+    Controls: `seed_a`, `seed_b` (IntText), `mode` ("linear"/"spherical", default spherical),
+    `truncation` (FloatSlider; 0 means off), `steps`, and `label` (Dropdown) with `classes`.
+    """
+
+    def __init__(self, draw, decode, classes=None, steps: int = 8, max_truncation: float = 3.0):
+        self.draw, self.decode = draw, decode
+        self.classes = None if classes is None else [str(c) for c in classes]
+        self._build_controls(steps, max_truncation)
+        self.render()
+
+    def _build_controls(self, steps: int, max_truncation: float) -> None:
+        self.seed_a = widgets.IntText(value=0, description="seed from")
+        self.seed_b = widgets.IntText(value=1, description="seed to")
+        self.mode = widgets.ToggleButtons(options=["linear", "spherical"], value="spherical")
+        self.truncation = widgets.FloatSlider(
+            value=0.0,
+            min=0.0,
+            max=max_truncation,
+            step=0.1,
+            description="truncation",
+            readout_format=".1f",
+        )
+        self.steps = widgets.IntSlider(value=steps, min=2, max=max(32, steps), description="steps")
+        controls = [self.seed_a, self.seed_b, self.mode, self.truncation, self.steps]
+        if self.classes is not None:
+            options = [(name, i) for i, name in enumerate(self.classes)]
+            self.label = widgets.Dropdown(options=options, value=0, description="class")
+            controls.append(self.label)
+        self.image = widgets.Image(format="png")
+        self.caption = widgets.HTML()
+        self.out = widgets.Output()
+        on_change = self.out.capture()(self.render)
+        for c in controls:
+            c.observe(on_change, names="value")
+        rows = [widgets.HBox(controls[:3]), widgets.HBox(controls[3:])]
+        self.widget = widgets.VBox([*rows, self.image, self.caption, self.out])
+
+    def _ipython_display_(self) -> None:
+        display(self.widget)
+
+    def codes(self) -> torch.Tensor:
+        """The (steps, d) codes of the current row."""
+        t = self.truncation.value or None  # 0: no truncation
+        z_a, z_b = self.draw(self.seed_a.value, t), self.draw(self.seed_b.value, t)
+        return interpolate(z_a, z_b, self.steps.value, self.mode.value)
+
+    def render(self, _change=None) -> None:
+        """Draw both ends, interpolate, decode and show the row."""
+        with torch.no_grad():
+            z = self.codes()
+            if self.classes is None:
+                x = self.decode(z).detach().cpu().float()  # (n, C, H, W)
+            else:
+                x = self.decode(z, self.label.value).detach().cpu().float()
+        self.image.value = to_png(grid(x, nrow=len(x)), scale=_tile_scale(x))
+        t = f"truncation {self.truncation.value:.1f}" if self.truncation.value else "no truncation"
+        label = "" if self.classes is None else f", class {self.classes[self.label.value]}"
+        self.caption.value = (
+            f"seed {self.seed_a.value} → seed {self.seed_b.value}, {self.mode.value}, "
+            f"{self.steps.value} steps, {t}{label}"
         )
 
 

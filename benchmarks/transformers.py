@@ -1,0 +1,185 @@
+"""GPT and BERT targets: nanoGPT's CPU run, KV-cache speed-up, BERT accuracy, notebook times.
+
+    python benchmarks/transformers.py [--threads 1] [--steps 2000] [--parts gpt,kv,bert,notebooks]
+
+- gpt: nanoGPT's README CPU configuration (block 64, batch 12, 4 layers, 4 heads, 128 wide,
+  dropout 0, lr 1e-3, warm-up 100, cosine to 1e-4 over 2000 iterations, AdamW beta2 0.99, weight
+  decay 0.1, clip 1.0) on the pydoc corpus, char-level, through `train.fit`: best and last val
+  loss (nats/char), and the median training step time and tokens/s. Then the same step
+  alternated with the same network stepped the way nanoGPT's train.py does on CPU (torch AdamW
+  without `fused`, random offsets into the token stream), at the same thread count: alternating
+  makes the ratio fair on a busy machine.
+- kv: 256 new tokens from a 1-token prompt with a context of 256, with and without the KV
+  cache, the same seed; the speed-up and whether the tokens agree.
+- bert: the BERT notebook's default run: masked-token accuracy on val against the unigram
+  baseline (always the most frequent training token).
+- notebooks: wall time of `gentools run gpt` and `gentools run bert` at default parameters.
+Each part prints a markdown table. CPU timings depend on what else runs on the machine.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+
+import torch
+
+from gentools import jobs, repro
+from gentools.data import text
+from gentools.models.bert import BERT
+from gentools.models.gpt import GPT
+from gentools.train import Callback, TrainConfig, batch_indices, fit, take
+
+NANOGPT = dict(block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0, beta2=0.99)
+
+
+class StepTimes(Callback):
+    """Step durations that contain no evaluation."""
+
+    def __init__(self):
+        self.times, self.last, self.evaluated = [], None, False
+
+    def on_step(self, state):
+        now = time.perf_counter()
+        if self.last is not None and not self.evaluated:
+            self.times.append(now - self.last)
+        self.last, self.evaluated = now, False
+
+    def on_eval(self, state):
+        self.evaluated = True
+
+
+def gpt_part(args) -> None:
+    data = text.load_text("pydoc", "char", block_size=64, stride=8)
+    torch.manual_seed(0)
+    model = GPT(GPT.Config(vocab_size=data.vocab_size, **NANOGPT))
+    cfg = TrainConfig(steps=args.steps, batch_size=12, lr=1e-3, warmup=100, min_lr_ratio=0.1,
+                      weight_decay=0.1, grad_clip=1.0, eval_every=250, threads=args.threads,
+                      progress=False)
+    timer = StepTimes()
+    state = fit(model, data, cfg, callbacks=[timer])
+    vals = [h["loss"] for h in state.history if h["split"] == "val"]
+    ms = statistics.median(timer.times) * 1000
+    ours_ms, base_ms = interleaved_step_ms(data, cfg)
+    print(f"\nGPT, nanoGPT CPU configuration, {args.steps} iterations, {args.threads} thread(s)\n")
+    print("| best val loss | last val loss | ms/iter in `fit` (median) | tokens/s in `fit` |")
+    print("| --- | --- | --- | --- |")
+    print(f"| {min(vals):.3f} | {vals[-1]:.3f} | {ms:.1f} | {768 / ms * 1000:,.0f} |")
+    print("\nThe same step, alternated with nanoGPT's CPU step so that both see the same load:\n")
+    print("| step | ms/iter (median) | tokens/s | speed-up |")
+    print("| --- | --- | --- | --- |")
+    print(f"| gentools (fused AdamW, block grid, fit's batching) | {ours_ms:.1f} | "
+          f"{768 / ours_ms * 1000:,.0f} | {base_ms / ours_ms:.2f}x |")
+    print(f"| nanoGPT-style (AdamW foreach, random offsets) | {base_ms:.1f} | "
+          f"{768 / base_ms * 1000:,.0f} | 1.00x |")
+
+
+def interleaved_step_ms(data, cfg: TrainConfig, iters: int = 200) -> tuple[float, float]:
+    """Median ms/iter of gentools' training step and of nanoGPT's CPU step, alternated.
+
+    gentools: `fit`'s batching (a seeded permutation of the block grid), the model's own
+    optimizer (fused AdamW), clip, step. nanoGPT's train.py on CPU: random offsets into the
+    token stream, torch AdamW without `fused` (nanoGPT asks for it on CUDA only), decay on
+    >= 2-D parameters, clip, step."""
+    repro.set_threads(cfg.threads)
+    torch.manual_seed(0)
+    ours = GPT(GPT.Config(vocab_size=data.vocab_size, **NANOGPT)).train()
+    ours_opt = ours.configure_optimizers(cfg.lr, cfg.weight_decay)["main"]
+    base = GPT(GPT.Config(vocab_size=data.vocab_size, **NANOGPT)).train()
+    params = list(base.parameters())
+    groups = [{"params": [p for p in params if p.dim() >= 2], "weight_decay": 0.1},
+              {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0}]
+    base_opt = torch.optim.AdamW(groups, lr=1e-3, betas=(0.9, 0.99))
+    ids, times = data.train_ids, {"ours": [], "base": []}
+    for i in range(iters):
+        t0 = time.perf_counter()
+        batch = take(data.train, batch_indices(len(data.train), 12, i, 0))
+        loss = ours.loss(batch)["loss"]
+        ours_opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(ours.parameters(), 1.0)
+        ours_opt.step()
+        t1 = time.perf_counter()
+        ix = torch.randint(len(ids) - 64, (12,))
+        x = torch.stack([ids[j : j + 64] for j in ix])
+        y = torch.stack([ids[j + 1 : j + 65] for j in ix])
+        loss = base.loss((x, y))["loss"]
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(base.parameters(), 1.0)
+        base_opt.step()
+        base_opt.zero_grad(set_to_none=True)
+        if i >= 10:
+            times["ours"].append(t1 - t0)
+            times["base"].append(time.perf_counter() - t1)
+    return tuple(statistics.median(times[k]) * 1000 for k in ("ours", "base"))
+
+
+def kv_part(args) -> None:
+    print("\nKV-cache generation: 256 new tokens, 1-token prompt, context 256, default width\n")
+    print("| threads | with cache (s) | without cache (s) | speed-up | same tokens |")
+    print("| --- | --- | --- | --- | --- |")
+    for threads in sorted({1, args.threads, 2}):
+        repro.set_threads(threads)
+        torch.manual_seed(0)
+        model = GPT(GPT.Config(vocab_size=110, **{**NANOGPT, "block_size": 256})).eval()
+        prompt = torch.tensor([[5]])
+        best, out = {}, {}
+        for _ in range(3):
+            for use_cache in (True, False):
+                t0 = time.perf_counter()
+                out[use_cache] = model.generate(prompt, 256, generator=torch.Generator()
+                                                .manual_seed(0), use_cache=use_cache)
+                dt = time.perf_counter() - t0
+                best[use_cache] = min(best.get(use_cache, dt), dt)
+        same = torch.equal(out[True], out[False])
+        print(f"| {threads} | {best[True]:.3f} | {best[False]:.3f} | "
+              f"{best[False] / best[True]:.1f}x | {same} |")
+
+
+def bert_part(args) -> None:
+    data = text.load_text("pydoc", "bpe", block_size=64, vocab_size=1024, shift=False, stride=16)
+    torch.manual_seed(0)
+    model = BERT.from_size("default", vocab_size=data.vocab_size)
+    cfg = TrainConfig(steps=1000, batch_size=16, lr=2e-3, warmup=100, min_lr_ratio=0.1,
+                      weight_decay=0.01, grad_clip=1.0, eval_every=250, threads=args.threads,
+                      progress=False)
+    state = fit(model, data, cfg)
+    base = text.unigram_baseline(data.train_ids, data.val_ids, data.vocab_size)
+    print("\nBERT, notebook defaults (bpe 1024, 4x128, block 64, batch 16, 1000 steps)\n")
+    print("| val masked accuracy | unigram baseline | ratio | val perplexity | train seconds |")
+    print("| --- | --- | --- | --- | --- |")
+    print(f"| {state.val['acc']:.3f} | {base['accuracy']:.3f} | "
+          f"{state.val['acc'] / base['accuracy']:.2f}x | {state.val['ppl']:.1f} | "
+          f"{state.elapsed:.0f} |")
+
+
+def notebooks_part(args) -> None:
+    print("\nDefault notebook runs (`gentools run NAME`, papermill, kernel start included)\n")
+    print("| notebook | wall time (s) | train seconds | key metrics |")
+    print("| --- | --- | --- | --- |")
+    with tempfile.TemporaryDirectory() as out:
+        for name, keys in (("gpt", ("val_loss", "val_bpc")), ("bert", ("val_acc", "unigram_acc"))):
+            t0 = time.perf_counter()
+            run = jobs.run(name, {"threads": args.threads}, out=out, progress=False)
+            wall = time.perf_counter() - t0
+            m = json.loads((run / "metrics.json").read_text())
+            shown = ", ".join(f"{k} {m[k]:.3f}" for k in keys)
+            print(f"| {name} | {wall:.1f} | {m['train_seconds']:.1f} | {shown} |")
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--steps", type=int, default=2000)
+    ap.add_argument("--parts", default="gpt,kv,bert,notebooks")
+    args = ap.parse_args()
+    parts = {"gpt": gpt_part, "kv": kv_part, "bert": bert_part, "notebooks": notebooks_part}
+    for part in args.parts.split(","):
+        parts[part](args)
+
+
+if __name__ == "__main__":
+    main()

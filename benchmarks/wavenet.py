@@ -1,0 +1,83 @@
+"""WaveNet: fast (cached queues) against naive generation, and the default job end to end.
+
+1. Generation speed at the default size (receptive field 1025), one clip, in the same run:
+   both samplers generate `R + K` samples and we time the last K, where the naive one's
+   window is full (it re-runs the network over the receptive field for every sample) and the
+   fast one is in its steady state. The two alternate `--repeats` times and the best rate of
+   each is kept (other processes only ever slow a run down). Reported in samples/s, with the
+   ratio, and whether the two drew the same codes from the same generator seed.
+2. `gentools run wavenet` with its default parameters (papermill, into a temporary folder):
+   wall time and the metrics: test bits/sample beside uniform, histogram and noise floor, and
+   the share of generated notes within a semitone of their conditioning pitch.
+
+    python benchmarks/wavenet.py [--steps-after-rf 200] [--repeats 3] [--no-job]
+
+Timings on a shared CPU are disturbed by other processes: compare numbers from one quiet run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import tempfile
+import time
+
+import torch
+
+from gentools import jobs, repro
+from gentools.models.wavenet import WaveNet
+
+
+def generation_rate(model: WaveNet, fast: bool, k: int) -> tuple[float, torch.Tensor]:
+    """Samples/s over the last k of R + k generated samples, and the codes."""
+    rf, stamps = model.receptive_field, {}
+
+    def progress(step: int, total: int) -> None:
+        if step in (rf, rf + k):
+            stamps[step] = time.perf_counter()
+
+    codes = model.sample(1, rf + k, 0, 12, generator=torch.Generator().manual_seed(0),
+                         fast=fast, progress=progress)
+    return k / (stamps[rf + k] - stamps[rf]), codes
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--steps-after-rf", type=int, default=200)
+    ap.add_argument("--repeats", type=int, default=3)
+    ap.add_argument("--no-job", action="store_true", help="skip the default notebook run")
+    args = ap.parse_args()
+    threads = repro.set_threads()
+    torch.manual_seed(0)
+    model = WaveNet.from_size("default").eval()
+    fast = naive = 0.0
+    for _ in range(args.repeats):
+        rate, fast_codes = generation_rate(model, True, args.steps_after_rf)
+        fast = max(fast, rate)
+        rate, naive_codes = generation_rate(model, False, args.steps_after_rf)
+        naive = max(naive, rate)
+    print(f"WaveNet default size, receptive field {model.receptive_field}, {threads} thread(s),"
+          f" one clip, {args.steps_after_rf} samples timed after the receptive field,"
+          f" best of {args.repeats}:\n")
+    print("| fast (queues) | naive (full pass over R) | speed-up | same codes |")
+    print("| --- | --- | --- | --- |")
+    print(f"| {fast:.0f} samples/s | {naive:.1f} samples/s | {fast / naive:.0f}x |"
+          f" {torch.equal(fast_codes, naive_codes)} |")
+    if args.no_job:
+        return
+    with tempfile.TemporaryDirectory() as out:
+        start = time.perf_counter()
+        run = jobs.run("wavenet", {}, out=out, progress=False)
+        wall = time.perf_counter() - start
+        m = json.loads((run / "metrics.json").read_text())
+    print("\n`gentools run wavenet`, default parameters:\n")
+    print("| wall time | train seconds | test bits/sample | uniform | histogram | noise floor |"
+          " notes within a semitone | median abs cents |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(f"| {wall:.1f} s | {m['train_seconds']:.1f} | {m['test_bps']:.3f} | 8 |"
+          f" {m['histogram_bps']:.3f} | {m['noise_floor_bps']:.3f} |"
+          f" {m['pitch_within_semitone']:.0%} | {m['pitch_median_abs_cents']:.0f} |")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,224 @@
+"""WaveNet (van den Oord et al. 2016, https://arxiv.org/abs/1609.03499) with Fast WaveNet
+generation (Paine et al. 2016, https://arxiv.org/abs/1611.09482).
+
+An autoregressive model of mu-law audio codes x_1..x_T (256 levels):
+p(x | c) = prod_t softmax(f(x_<t, c))[x_t], with c the global conditioning (instrument, pitch).
+
+- an embedding of each code, then a causal conv that sees x_{t-2}, x_{t-1} (shifted: the
+  logits at t never see x_t);
+- residual layers with dilations 1, 2, ..., 2^(cycle-1), repeated `stacks` times; each one
+  z = W_f * h + V_f c, W_g * h + V_g c (kernel 2, dilated, causal), g = tanh(z_f) sigmoid(z_g),
+  h <- h + W_r g (residual), skip += W_s g;
+- out = W_2 relu(W_1 relu(sum skip)): 256-way logits.
+The receptive field is 2 + stacks (2^cycle - 1) samples: 1025 at the default size.
+
+Fast generation keeps, for every layer, a queue of its last d inputs (d its dilation), so a
+new sample costs one step per layer, O(L), instead of a forward pass over the receptive
+field, O(L R). Given the same uniforms from `generator`, `sample(fast=True)` and
+`sample(fast=False)` draw the same codes: both map u ~ U(0,1) through the inverse CDF of
+the same softmax.
+
+NOTE: global conditioning is two embedding tables, instrument and pitch, giving per-layer
+gate biases V c directly (the paper: a learned linear map of a one-hot vector, the same
+thing). The input is an embedding of the code, not a one-hot 1x1 conv (again the same).
+NOTE: the cached step runs in numpy on the CPU, whatever the model's device: one sample costs
+two small matrix products and a few elementwise ops per layer, where torch's per-op dispatch
+(several microseconds) would dominate; numpy's is about one. The past taps of all layers are
+one batched product, and sigmoid(a) = (1 + tanh(a/2)) / 2 makes the gate a single tanh. The
+naive sampler is the plain forward pass over the last R codes; both draw in float64.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from gentools.models.base import GenerativeModel
+from gentools.nn import CausalConv1d
+
+
+@dataclass
+class WaveNetConfig:
+    n_instruments: int = 3  # instruments to condition on (the data's count)
+    n_pitches: int = 25  # pitch classes to condition on (the data's count)
+    levels: int = 256  # mu-law levels: the softmax size
+    residual_channels: int = 32  # channels of h, the residual stream
+    dilation_channels: int = 32  # channels of the gated unit g
+    skip_channels: int = 64  # channels of the skip sum and the output layers
+    cycle: int = 10  # dilations 1, 2, ..., 2^(cycle-1) in each stack
+    stacks: int = 1  # how many times the dilation cycle repeats
+
+
+class ResidualLayer(nn.Module):
+    """Dilated causal conv, gated unit with conditioning, residual and skip 1x1 convs."""
+
+    def __init__(self, c: WaveNetConfig, dilation: int):
+        super().__init__()
+        self.dilation = dilation
+        self.conv = CausalConv1d(c.residual_channels, 2 * c.dilation_channels, 2, dilation)
+        self.res = nn.Conv1d(c.dilation_channels, c.residual_channels, 1)
+        self.skip = nn.Conv1d(c.dilation_channels, c.skip_channels, 1)
+
+    def forward(self, h: torch.Tensor, cond: torch.Tensor):
+        z = self.conv(h) + cond[:, :, None]  # (B, 2D, T): W * h + V c
+        f, g = z.chunk(2, dim=1)
+        g = torch.tanh(f) * torch.sigmoid(g)  # (B, D, T): tanh(z_f) sigmoid(z_g)
+        return h + self.res(g), self.skip(g)  # (B, R, T), (B, S, T)
+
+
+class WaveNet(GenerativeModel):
+    Config = WaveNetConfig
+    sizes = {
+        "tiny": dict(residual_channels=8, dilation_channels=8, skip_channels=16, cycle=4,
+                     stacks=2),
+        "default": dict(residual_channels=32, dilation_channels=32, skip_channels=64, cycle=10,
+                        stacks=1),
+        "gpu": dict(residual_channels=64, dilation_channels=64, skip_channels=256, cycle=10,
+                    stacks=3),
+    }
+
+    def __init__(self, config: WaveNetConfig):
+        super().__init__(config)
+        c = config
+        self.dilations = [2**i for i in range(c.cycle)] * c.stacks
+        n_cond = len(self.dilations) * 2 * c.dilation_channels
+        self.embed = nn.Embedding(c.levels, c.residual_channels)
+        self.input = CausalConv1d(c.residual_channels, c.residual_channels, 2,
+                                  include_current=False)
+        self.instrument = nn.Embedding(c.n_instruments, n_cond)  # V c for every layer
+        self.pitch = nn.Embedding(c.n_pitches, n_cond)
+        self.layers = nn.ModuleList(ResidualLayer(c, d) for d in self.dilations)
+        self.out1 = nn.Conv1d(c.skip_channels, c.skip_channels, 1)
+        self.out2 = nn.Conv1d(c.skip_channels, c.levels, 1)
+
+    @property
+    def receptive_field(self) -> int:
+        """Past samples the logits at t see: x_{t-R} .. x_{t-1}, R = 2 + sum of dilations."""
+        return self.input.receptive_field + sum(self.dilations)
+
+    def conditioning(self, instrument: torch.Tensor, pitch: torch.Tensor) -> torch.Tensor:
+        """(B,) indices -> per-layer gate biases (B, L, 2D)."""
+        v = self.instrument(instrument) + self.pitch(pitch)  # (B, L * 2D)
+        return v.view(len(v), len(self.layers), -1)
+
+    def logits_from_embedded(self, e, instrument, pitch) -> torch.Tensor:
+        """e: embedded codes (B, R, T) -> logits (B, levels, T); logits at t see e_<t only."""
+        cond = self.conditioning(instrument, pitch)
+        h, skip = self.input(e), 0  # (B, R, T)
+        for i, layer in enumerate(self.layers):
+            h, s = layer(h, cond[:, i])
+            skip = skip + s  # (B, S, T)
+        return self.out2(F.relu(self.out1(F.relu(skip))))  # (B, levels, T)
+
+    def forward(self, codes, instrument, pitch) -> torch.Tensor:
+        """codes (B, T) int -> logits (B, levels, T) predicting each code from the ones before."""
+        return self.logits_from_embedded(self.embed(codes).transpose(1, 2), instrument, pitch)
+
+    # --- the contract ------------------------------------------------------------------
+    def loss(self, batch) -> dict[str, torch.Tensor]:
+        codes, instrument, pitch = batch
+        nats = F.cross_entropy(self(codes, instrument, pitch), codes)  # mean -log p(x_t | x_<t)
+        return {"loss": nats, "bps": nats / math.log(2)}
+
+    @torch.no_grad()
+    def nll(self, batch) -> torch.Tensor:
+        """-log p(x | c) in nats per example: (B,)."""
+        codes, instrument, pitch = batch
+        logits = self(codes, instrument, pitch)
+        return F.cross_entropy(logits, codes, reduction="none").sum(1)
+
+    @torch.no_grad()
+    def sample(
+        self,
+        n: int,
+        length: int,
+        instrument,
+        pitch,
+        temperature: float = 1.0,
+        generator: torch.Generator | None = None,
+        fast: bool = True,
+        progress: Callable[[int, int], None] | None = None,
+    ) -> torch.Tensor:
+        """n clips of `length` codes (n, length) int64 on the CPU, conditioned on instrument and
+        pitch (ints or (n,) indices). progress(step, length) is called after each sample."""
+        if temperature <= 0:
+            raise ValueError(f"temperature must be positive, got {temperature}")
+        inst = torch.as_tensor(instrument).long().expand(n).contiguous()
+        pit = torch.as_tensor(pitch).long().expand(n).contiguous()
+        step = self._fast_steps if fast else self._naive_steps
+        codes = np.zeros((n, length), dtype=np.int64)
+        u = torch.rand(length, n, generator=generator, dtype=torch.float64).numpy()  # U(0, 1)
+        for t, logits in enumerate(step(codes, inst, pit)):
+            codes[:, t] = draw(logits, u[t], temperature)
+            if progress is not None:
+                progress(t + 1, length)
+        return torch.from_numpy(codes)
+
+    def _naive_steps(self, codes, inst, pit):
+        """Logits (n, levels) for step t from a full forward pass over the receptive field."""
+        device = next(self.parameters()).device
+        inst, pit = inst.to(device), pit.to(device)
+        for t in range(codes.shape[1]):
+            window = torch.from_numpy(codes[:, max(0, t - self.receptive_field) : t + 1])
+            logits = self(window.to(device), inst, pit)[:, :, -1]  # x_t itself is not seen
+            yield logits.double().cpu().numpy()  # (n, levels)
+
+    def _fast_steps(self, codes, inst, pit):
+        """The same logits from per-layer queues (Fast WaveNet): one step per layer."""
+        W = {k: v.detach().cpu().numpy() for k, v in self.state_dict().items()}
+        n, L, D = len(codes), len(self.layers), self.config.dilation_channels
+        emb = W["embed.weight"]  # (levels, R)
+        # the input conv as two tables: code -> its contribution two steps / one step later;
+        # the extra last row (index `levels`) is the zero padding before the clip starts
+        w = W["input.conv.weight"]  # (R, R, 2)
+        pad = np.zeros((1, emb.shape[1]), emb.dtype)
+        from_old = np.concatenate([emb @ w[:, :, 0].T, pad])  # (levels + 1, R)
+        from_new = np.concatenate([emb @ w[:, :, 1].T, pad]) + W["input.conv.bias"]
+        device = self.embed.weight.device
+        cond = self.conditioning(inst.to(device), pit.to(device)).cpu().numpy()  # (n, L, 2D)
+        cond = cond.transpose(1, 0, 2)  # (L, n, 2D)
+        past_w = np.stack([W[f"layers.{i}.conv.conv.weight"][:, :, 0].T for i in range(L)])
+        now_w = [W[f"layers.{i}.conv.conv.weight"][:, :, 1].T for i in range(L)]  # (R, 2D)
+        cond = cond + np.stack([W[f"layers.{i}.conv.conv.bias"] for i in range(L)])[:, None]
+        # sigmoid(a) = (1 + tanh(a / 2)) / 2: halve the gate rows, one tanh per layer, and fold
+        # the outer 1/2 into the residual and skip weights
+        half = np.concatenate([np.ones(D), np.full(D, 0.5)]).astype(emb.dtype)  # (2D,)
+        past_w, now_w, cond = past_w * half, [w * half for w in now_w], cond * half
+        res_w = [W[f"layers.{i}.res.weight"][:, :, 0].T / 2 for i in range(L)]  # (D, R)
+        res_b = [W[f"layers.{i}.res.bias"] for i in range(L)]
+        skip_w = np.concatenate([W[f"layers.{i}.skip.weight"][:, :, 0].T / 2 for i in range(L)])
+        skip_b = sum(W[f"layers.{i}.skip.bias"] for i in range(L))  # (S,)
+        w1, b1 = W["out1.weight"][:, :, 0].T, W["out1.bias"]  # (S, S)
+        w2, b2 = W["out2.weight"][:, :, 0].T, W["out2.bias"]  # (S, levels)
+        # queue i holds the last d_i inputs of layer i; zeros are the training's zero padding
+        queues = [np.zeros((d, n, emb.shape[1]), emb.dtype) for d in self.dilations]
+        layers = list(zip(queues, self.dilations, now_w, res_w, res_b, strict=True))
+        x2 = x1 = np.full(n, self.config.levels)  # x_{t-2}, x_{t-1}: padding at the start
+        for t in range(codes.shape[1]):
+            h = from_old[x2] + from_new[x1]  # (n, R): the shifted input conv
+            past = np.stack([q[t % d] for q, d, *_ in layers])  # (L, n, R): h_{t-d} per layer
+            zp = np.matmul(past, past_w) + cond  # (L, n, 2D): past tap + V c, all layers at once
+            gates = []
+            for (q, d, w_now, w_res, b_res), z_past in zip(layers, zp, strict=True):
+                q[t % d] = h  # h_t replaces h_{t-d} in the queue
+                a = np.tanh(z_past + h @ w_now)  # (n, 2D): tanh(z_f), tanh(z_g / 2)
+                g = a[:, :D] * (1 + a[:, D:])  # 2 tanh(z_f) sigmoid(z_g)
+                gates.append(g)
+                h = h + g @ w_res + b_res  # (n, R)
+            skip = np.concatenate(gates, 1) @ skip_w + skip_b  # (n, S): sum_i W_s,i g_i
+            out = np.maximum(np.maximum(skip, 0) @ w1 + b1, 0) @ w2 + b2  # (n, levels)
+            yield out.astype(np.float64)
+            x2, x1 = x1, codes[:, t]  # the code drawn at t
+
+
+def draw(logits, u, temperature: float = 1.0) -> np.ndarray:
+    """Inverse-CDF draw: the first q with cdf(q) > u, p = softmax(logits / T): (n,) codes."""
+    z = np.asarray(logits, dtype=np.float64) / temperature  # (n, levels)
+    cdf = np.exp(z - z.max(1, keepdims=True)).cumsum(1)  # unnormalised: compare with u * total
+    return (cdf <= np.asarray(u)[:, None] * cdf[:, -1:]).sum(1)  # #{q: cdf(q) <= u}, u < 1

@@ -1,0 +1,112 @@
+"""GPT: KV-cache exactness, causality, sampling filters, and a tiny train/save/load run."""
+
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from gentools.data import text
+from gentools.data.text import load_text
+from gentools.models.gpt import GPT, sample_logits
+from gentools.train import TrainConfig, fit, load_model
+
+V = 40
+
+
+@pytest.fixture
+def model():
+    torch.manual_seed(0)
+    return GPT.from_size("tiny", vocab_size=V, block_size=16).eval()
+
+
+def test_kv_cached_logits_equal_the_full_forward_pass(model):
+    x = torch.randint(3, V, (2, 16))
+    full = model(x)  # (2, 16, V)
+    cache = model.new_cache(2)
+    steps = [model(x[:, :4], cache), model(x[:, 4:7], cache)]  # a prefill, then a chunk
+    steps += [model(x[:, t : t + 1], cache) for t in range(7, 16)]  # then one token at a time
+    assert cache.length == 16
+    assert (torch.cat(steps, 1) - full).abs().max() < 1e-5
+    with pytest.raises(ValueError, match="block_size"):
+        model(x[:, :1], cache)
+
+
+def test_output_at_t_does_not_depend_on_later_tokens(model):
+    x = torch.randint(3, V, (1, 16))
+    h = model.embed(x).detach().requires_grad_(True)  # input embeddings (1, T, C)
+    logits = model.logits(h)
+    for t in (0, 5, 15):
+        (grad,) = torch.autograd.grad(logits[0, t].sum(), h, retain_graph=True)
+        per_position = grad[0].abs().sum(-1)  # (T,)
+        assert torch.all(per_position[t + 1 :] == 0), t
+        assert torch.all(per_position[: t + 1] > 0), t
+
+
+def test_cached_and_uncached_generation_give_the_same_tokens(model):
+    prompt = torch.randint(3, V, (3, 5))
+    kw = dict(max_new_tokens=30, temperature=0.9, top_k=20, top_p=0.95)  # 35 > block_size 16
+    runs = [
+        model.generate(prompt, generator=torch.Generator().manual_seed(7), use_cache=c, **kw)
+        for c in (True, False)
+    ]
+    assert runs[0].shape == (3, 35) and torch.equal(runs[0], runs[1])
+    assert torch.equal(runs[0][:, :5], prompt)
+    greedy = model.generate(prompt, 4, temperature=0)
+    assert torch.equal(greedy[:, 5], model(prompt)[:, -1].argmax(-1))
+
+
+def test_stream_sees_every_token_and_can_stop(model):
+    seen = []
+    out = model.generate(torch.zeros(1, 1, dtype=torch.long), 20, stream=lambda t: seen.append(t))
+    assert out.shape == (1, 21) and torch.equal(torch.cat(seen), out[0, 1:])
+    calls = []
+    stop_at_3 = lambda t: calls.append(t) or len(calls) == 3  # True on the third token
+    stopped = model.generate(torch.zeros(1, 1, dtype=torch.long), 20, stream=stop_at_3)
+    assert stopped.shape == (1, 4) and len(calls) == 3
+
+
+def test_top_k_and_top_p_filtering():
+    logits = torch.tensor([[0.5, 0.3, 0.15, 0.05]]).log().expand(4000, -1)
+    draw = lambda **kw: sample_logits(logits, generator=torch.Generator().manual_seed(0), **kw)
+    assert set(draw(top_k=2).tolist()) == {0, 1}
+    assert set(draw(top_p=0.7).tolist()) == {0, 1}  # 0.5 < 0.7 <= 0.5 + 0.3
+    assert set(draw(top_p=0.85).tolist()) == {0, 1, 2}
+    assert set(draw(top_p=0.01).tolist()) == {0}  # always at least the most likely
+    freq = torch.bincount(draw(), minlength=4) / 4000
+    assert torch.allclose(freq, torch.tensor([0.5, 0.3, 0.15, 0.05]), atol=0.03)
+    cold = torch.bincount(draw(temperature=0.5), minlength=4) / 4000  # p^2, renormalised
+    assert cold[0] == pytest.approx(0.25 / 0.365, abs=0.03)
+    assert torch.equal(sample_logits(logits[:2], temperature=0), torch.zeros(2, dtype=torch.long))
+
+
+def test_loss_metrics_and_nll(model):
+    x = torch.randint(3, V, (4, 16))
+    y = torch.randint(3, V, (4, 16))
+    out = {k: v.item() for k, v in model.loss((x, y)).items()}
+    assert set(out) == {"loss", "ppl", "bits"}
+    assert out["ppl"] == pytest.approx(math.exp(out["loss"]), rel=1e-5)
+    assert out["bits"] == pytest.approx(out["loss"] / math.log(2), rel=1e-6)
+    assert abs(out["loss"] - math.log(V)) < 0.2  # an untrained model is near uniform
+    assert model.nll((x, y)).sum() == pytest.approx(out["loss"] * x.numel(), rel=1e-5)
+    assert model.head.weight is model.tok_emb.weight  # tied embeddings
+
+
+def test_tiny_train_save_load_and_sample(tmp_path):
+    data = load_text(tokenizer="char", block_size=16, stride=64)
+    torch.manual_seed(0)
+    model = GPT.from_size("tiny", vocab_size=data.vocab_size, block_size=16)
+    cfg = TrainConfig(steps=30, batch_size=8, lr=3e-3, eval_every=30, eval_batches=4,
+                      out_dir=str(tmp_path), progress=False)
+    state = fit(model, data, cfg)
+    assert state.val["loss"] < math.log(data.vocab_size) - 1  # it learned something
+    text.save(data.tokenizer, tmp_path / "tokenizer.json")
+    tok = text.load_tokenizer(tmp_path / "tokenizer.json")
+    again = load_model(GPT, Path(tmp_path) / "checkpoint.safetensors")
+    x = torch.tensor([tok.encode("The for loop")])
+    assert torch.equal(again(x), model.eval()(x))
+    assert again.head.weight is again.tok_emb.weight
+    gen = lambda: torch.Generator().manual_seed(0)
+    s = again.sample(2, generator=gen(), length=20, prompt=x[0])
+    assert s.shape == (2, x.shape[1] + 20) and torch.equal(s, model.sample(2, gen(), 20, x[0]))
+    assert isinstance(tok.decode(s[0]), str)

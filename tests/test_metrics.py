@@ -1,0 +1,123 @@
+"""The sample-quality metrics: the Frechet distance, its digits classifier and class coverage."""
+
+import math
+
+import pytest
+import torch
+
+from gentools import metrics
+from gentools.data import load_images
+from gentools.metrics import (
+    ClassifierConfig,
+    class_coverage,
+    digits_classifier,
+    frechet_classifier_distance,
+    frechet_distance,
+)
+
+FAST = ClassifierConfig(steps=60)  # a quick classifier: the properties hold for any weights
+
+
+@pytest.fixture(autouse=True)
+def cache(tmp_path, monkeypatch):
+    """Every test writes its classifier cache under tmp_path, never in the home folder."""
+    monkeypatch.setenv("GENTOOLS_CACHE", str(tmp_path / "cache"))
+    digits_classifier.cache_clear()
+    yield tmp_path / "cache"
+    digits_classifier.cache_clear()
+
+
+@pytest.fixture(scope="module")
+def digits():
+    data = load_images("digits")
+    return data.train.tensors[0] / 16, data.test.tensors[0] / 16, data.test.tensors[1]
+
+
+def random_cov(d, seed):
+    a = torch.randn(d, d, generator=torch.Generator().manual_seed(seed), dtype=torch.float64)
+    return a @ a.T / d + 0.1 * torch.eye(d, dtype=torch.float64)
+
+
+def test_frechet_distance_of_diagonal_gaussians_has_the_closed_form():
+    """For commuting (diagonal) covariances, d^2 = |mu1 - mu2|^2 + sum (sqrt a - sqrt b)^2."""
+    a, b = torch.tensor([1.0, 4.0, 0.25]), torch.tensor([9.0, 1.0, 0.25])
+    mu1, mu2 = torch.tensor([0.0, 1.0, 2.0]), torch.tensor([1.0, 1.0, 0.0])
+    expected = 1 + 4 + (1 - 3) ** 2 + (2 - 1) ** 2 + 0
+    got = frechet_distance(mu1, torch.diag(a), mu2, torch.diag(b))
+    assert got == pytest.approx(expected, rel=1e-12)
+
+
+def test_frechet_distance_matches_scipy_sqrtm_on_non_commuting_covariances():
+    linalg = pytest.importorskip("scipy.linalg")
+    s1, s2 = random_cov(6, 0), random_cov(6, 1)
+    mu1, mu2 = torch.zeros(6), torch.ones(6)
+    covmean = linalg.sqrtm(s1.numpy() @ s2.numpy()).real
+    expected = 6 + float(s1.trace() + s2.trace()) - 2 * covmean.trace()
+    assert frechet_distance(mu1, s1, mu2, s2) == pytest.approx(expected, rel=1e-9)
+
+
+def test_frechet_distance_is_zero_for_equal_and_symmetric():
+    s1, s2 = random_cov(5, 2), random_cov(5, 3)
+    mu1, mu2 = torch.randn(5), torch.randn(5)
+    assert frechet_distance(mu1, s1, mu1, s1) == pytest.approx(0.0, abs=1e-9)
+    d12, d21 = frechet_distance(mu1, s1, mu2, s2), frechet_distance(mu2, s2, mu1, s1)
+    assert d12 > 0.1 and d12 == pytest.approx(d21, rel=1e-9)
+
+
+def test_frechet_distance_survives_singular_covariances():
+    """Rank-deficient covariances (fewer samples than features) give a finite, >= 0 value."""
+    f = torch.randn(3, 8, dtype=torch.float64)  # 3 samples, 8 features: rank 2
+    s = torch.cov(f.T)
+    d = frechet_distance(f.mean(0), s, f.mean(0) + 1, s)
+    assert math.isfinite(d) and d == pytest.approx(8.0, abs=1e-6)
+
+
+def test_classifier_distance_properties(digits):
+    train, test, _ = digits
+    clf = digits_classifier(FAST)
+    assert frechet_classifier_distance(test, test, clf) == pytest.approx(0.0, abs=1e-6)
+    ab = frechet_classifier_distance(train, test, clf)
+    assert ab == pytest.approx(frechet_classifier_distance(test, train, clf), rel=1e-5)
+    shifted = torch.roll(test, shifts=2, dims=-1)  # every digit moved 2 pixels right
+    assert frechet_classifier_distance(train, shifted, clf) > 2 * ab
+    noise = torch.rand(447, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    assert frechet_classifier_distance(train, noise, clf) > 10 * ab
+
+
+def test_class_coverage_is_a_histogram_of_predictions(digits):
+    train, test, labels = digits
+    clf = digits_classifier(FAST)
+    cov = class_coverage(test, clf)
+    assert cov.shape == (10,) and cov.sum().item() == pytest.approx(1.0)
+    assert cov.min() > 0.05  # the test split is balanced and the classifier is decent
+    threes = class_coverage(test[labels == 3], clf)
+    assert threes.argmax().item() == 3 and threes[3] > 0.5
+
+
+def test_classifier_is_deterministic_and_cached_on_disk(cache, monkeypatch):
+    assert metrics.cache_dir() == cache
+    first = digits_classifier(FAST)
+    files = list(cache.glob("digits-classifier-*.safetensors"))
+    assert len(files) == 1
+    assert digits_classifier(FAST) is first  # the in-memory cache
+    digits_classifier.cache_clear()
+    with monkeypatch.context() as m:
+        m.setattr(metrics, "_train_classifier", lambda *a: pytest.fail("retrained"))
+        loaded = digits_classifier(FAST)  # from disk
+    assert loaded is not first and loaded.test_accuracy == first.test_accuracy
+    digits_classifier.cache_clear()
+    for f in files:
+        f.unlink()
+    again = digits_classifier(FAST)  # trained afresh: the same weights bit for bit
+    for (name, p), q in zip(first.state_dict().items(), again.state_dict().values(), strict=True):
+        assert torch.equal(p, q), name
+    other = digits_classifier(ClassifierConfig(steps=61))
+    assert len(list(cache.glob("*.safetensors"))) == 2  # another config, another file
+    assert not torch.equal(other.head.weight, first.head.weight)
+
+
+def test_classifier_learns_and_checks_shapes():
+    clf = digits_classifier(FAST)
+    assert clf.test_accuracy > 0.8
+    with pytest.raises(ValueError, match=r"\(N, 1, 8, 8\)"):
+        clf.features(torch.zeros(2, 1, 28, 28))

@@ -1,0 +1,102 @@
+"""WaveNet: causality and receptive field from gradients, fast equals naive generation, smoke."""
+
+import math
+
+import pytest
+import torch
+
+from gentools import repro
+from gentools.data.audio import load_audio
+from gentools.models.wavenet import WaveNet, draw
+from gentools.train import TrainConfig, fit
+
+
+@pytest.fixture(scope="module")
+def tiny():
+    repro.set_threads()  # the gentools default; two threads next to busy jobs crawl
+    torch.manual_seed(0)
+    return WaveNet.from_size("tiny").double().eval()
+
+
+def test_receptive_field_is_computed_and_the_default_covers_1024():
+    assert WaveNet.from_size("tiny").receptive_field == 2 + 2 * (1 + 2 + 4 + 8)
+    default = WaveNet.from_size("default")
+    assert default.dilations == [2**i for i in range(10)]  # 1 .. 512
+    assert default.receptive_field == 1025
+    assert WaveNet.from_size("gpu").receptive_field == 2 + 3 * 1023
+
+
+def test_causality_and_receptive_field_from_gradients(tiny):
+    """d logits_t / d e_s is nonzero exactly for t - R <= s <= t - 1 (R the receptive field)."""
+    T, R = 80, tiny.receptive_field
+    e = torch.randn(2, tiny.config.residual_channels, T, dtype=torch.float64, requires_grad=True)
+    idx = torch.tensor([0, 1])
+    for t in (0, 5, 40, 79):
+        e.grad = None
+        tiny.logits_from_embedded(e, idx, idx)[:, :, t].pow(2).sum().backward()
+        seen = (e.grad.abs().sum((0, 1)) > 0).nonzero().flatten().tolist()
+        assert seen == list(range(max(0, t - R), t)), (t, seen)
+
+
+def test_fast_generation_equals_naive_generation(tiny):
+    """Same generator seed, same codes: past the receptive field (32), so the queues wrap."""
+    g = lambda: torch.Generator().manual_seed(7)
+    pitch = torch.tensor([0, 5, 24])
+    fast = tiny.sample(3, 70, 2, pitch, temperature=0.9, generator=g(), fast=True)
+    naive = tiny.sample(3, 70, 2, pitch, temperature=0.9, generator=g(), fast=False)
+    assert fast.shape == (3, 70) and fast.dtype == torch.int64
+    assert torch.equal(fast, naive)
+    seed8 = torch.Generator().manual_seed(8)
+    other = tiny.sample(3, 70, 2, pitch, temperature=0.9, generator=seed8)
+    assert not torch.equal(fast, other)
+
+
+def test_fast_generation_equals_naive_in_float32_for_a_trained_like_model():
+    """float32 (the default dtype): the logits differ by rounding only, draws still agree."""
+    torch.manual_seed(1)
+    model = WaveNet.from_size("tiny", stacks=1, cycle=5).eval()
+    g = lambda: torch.Generator().manual_seed(3)
+    fast = model.sample(2, 50, 0, 3, generator=g())
+    naive = model.sample(2, 50, 0, 3, generator=g(), fast=False)
+    assert torch.equal(fast, naive)
+
+
+def test_draw_is_the_inverse_cdf():
+    logits = torch.log(torch.tensor([[0.25, 0.5, 0.25]], dtype=torch.float64))
+    u = torch.tensor([0.0, 0.2499, 0.2501, 0.7499, 0.7501, 0.9999], dtype=torch.float64)
+    assert draw(logits.expand(6, 3), u).tolist() == [0, 0, 1, 1, 2, 2]
+    cold = draw(logits.expand(5, 3), u[1:], temperature=0.01)  # T -> 0: the argmax
+    assert cold.tolist() == [1] * 5
+
+
+def test_loss_nll_and_bits_agree(tiny):
+    codes = torch.randint(0, 256, (3, 40))
+    idx = torch.tensor([0, 1, 2])
+    out = tiny.loss((codes, idx, idx))
+    nll = tiny.nll((codes, idx, idx))
+    assert nll.shape == (3,)
+    assert out["loss"].item() == pytest.approx(nll.mean().item() / 40, rel=1e-9)
+    assert out["bps"].item() == pytest.approx(out["loss"].item() / math.log(2))
+
+
+def test_conditioning_changes_the_prediction(tiny):
+    codes = torch.randint(0, 256, (1, 40))
+    a = tiny(codes, torch.tensor([0]), torch.tensor([0]))
+    b = tiny(codes, torch.tensor([1]), torch.tensor([0]))
+    c = tiny(codes, torch.tensor([0]), torch.tensor([7]))
+    assert not torch.allclose(a, b) and not torch.allclose(a, c)
+
+
+def test_tiny_train_and_sample_smoke():
+    data = load_audio(n_clips=24, duration=0.05)
+    torch.manual_seed(0)
+    model = WaveNet.from_size("tiny")
+    state = fit(model, data, TrainConfig(steps=3, batch_size=4, progress=False, lr=3e-3))
+    assert set(state.val) == {"loss", "bps"} and all(math.isfinite(v) for v in state.val.values())
+    assert state.history[0]["bps"] == pytest.approx(8.0, abs=0.5)  # untrained: near uniform
+    calls = []
+    codes = model.eval().sample(2, 30, 1, 4, progress=lambda s, n: calls.append((s, n)))
+    assert codes.shape == (2, 30) and 0 <= codes.min() and codes.max() <= 255
+    assert calls[0] == (1, 30) and calls[-1] == (30, 30) and len(calls) == 30
+    with pytest.raises(ValueError, match="temperature"):
+        model.sample(1, 5, 0, 0, temperature=0)
