@@ -134,6 +134,24 @@ class Block(nn.Module):
         return self.attn.weights(self.ln_1(x), causal, attn_mask)
 
 
+def add_stack(model: nn.Module, c) -> None:
+    """Give `model` the layers GPT and BERT share, built from config `c`, and initialise them.
+
+    tok_emb and pos_emb (embeddings), drop, blocks (n_layer Blocks), ln_f (final norm) and
+    head, whose weight is tied to tok_emb's: logits = h E^T.
+    """
+    model.tok_emb = nn.Embedding(c.vocab_size, c.n_embd)
+    model.pos_emb = nn.Embedding(c.block_size, c.n_embd)
+    model.drop = nn.Dropout(c.dropout)
+    model.blocks = nn.ModuleList(
+        Block(c.n_embd, c.n_head, c.dropout, c.bias) for _ in range(c.n_layer)
+    )
+    model.ln_f = nn.LayerNorm(c.n_embd, bias=c.bias)
+    model.head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
+    init_weights(model, c.n_layer)
+    model.head.weight = model.tok_emb.weight  # tied
+
+
 def init_weights(model: nn.Module, n_layer: int) -> None:
     """GPT-2 initialisation: N(0, 0.02) weights, zero biases, and the residual projections
     scaled by 1/sqrt(2 n_layer) so the residual stream's variance does not grow with depth."""
