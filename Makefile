@@ -22,9 +22,8 @@ quick: setup  ## the fast tests only
 lab: setup  ## open the notebooks in JupyterLab
 	$(BIN)/jupyter lab notebooks/
 
-benchmarks: setup
-	$(BIN)/python benchmarks/threads.py
-	$(BIN)/python benchmarks/vae.py
+benchmarks: setup  ## every benchmark (over an hour on 2 cores), then rewrite BENCHMARKS.md; ONLY=name for one
+	$(BIN)/python benchmarks/suite.py $(if $(ONLY),--only $(ONLY))
 
 clean:
 	rm -rf runs .pytest_cache .ruff_cache

@@ -1,12 +1,13 @@
-"""Command line: ``gentools run|list|show`` over the notebooks in ``notebooks/``.
+"""Command line: ``gentools run|sweep|list|show`` over the notebooks in ``notebooks/``.
 
     gentools run vae -p steps 200 -p device cpu [--out runs] [--no-progress]
+    gentools sweep sweep.yaml [--scheduler ADDRESS] [--workers N] [--out runs]
     gentools list
     gentools show runs/vae/20250101-120000-1a2b3c4d
 
-Exit codes: 0 success, 1 the notebook failed, 2 bad parameters or a missing file
-(reported before any kernel starts). Imports stay light (no torch, papermill only
-when a notebook is run).
+Exit codes: 0 success, 1 the notebook (for a sweep: any run) failed, 2 bad parameters,
+a bad sweep spec or a missing file (reported before any kernel starts). Imports stay
+light (no torch; papermill and Dask only when something runs).
 """
 
 from __future__ import annotations
@@ -44,6 +45,18 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     run.add_argument("--kernel", default="python3", help="Jupyter kernel name (python3)")
 
+    sweep = commands.add_parser("sweep", help="run a parameter sweep on Dask (see README)")
+    sweep.add_argument("spec", type=Path, help="sweep spec (YAML)")
+    sweep.add_argument(
+        "--scheduler", default=None, help="Dask scheduler address (default: a local cluster)"
+    )
+    sweep.add_argument(
+        "--workers", type=int, default=None, help="local worker processes (default: one per GPU, "
+        "else one per CPU core)"
+    )
+    sweep.add_argument("--out", type=Path, default=Path("runs"), help="parent of run folders")
+    sweep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+
     commands.add_parser("list", help="list notebooks and their parameters")
 
     show = commands.add_parser("show", help="summarise a run folder")
@@ -80,6 +93,31 @@ def _cmd_run(args: argparse.Namespace) -> int:
     print(f"checkpoint: {checkpoint}" if checkpoint else "checkpoint: none written")
     print(f"manifest: {run_dir / jobs.MANIFEST}")
     return 0
+
+
+def _cmd_sweep(args: argparse.Namespace) -> int:
+    from gentools import sweep
+
+    if args.workers is not None and args.workers < 1:
+        raise ParameterError(f"--workers must be >= 1 (got {args.workers})")
+    if not args.spec.is_file():
+        raise FileNotFoundError(f"sweep spec {args.spec} does not exist")
+    spec = sweep.load_spec(args.spec)
+    folder = sweep.run_sweep(
+        spec, args.out, scheduler=args.scheduler, workers=args.workers,
+        progress=not args.no_progress,
+    )
+    rows = sweep.read_results(folder)
+    ran = sum(int(r["attempts"]) > 0 for r in rows)
+    failed = [r for r in rows if r["status"] != "completed"]
+    print(f"{len(rows)} runs: {ran} ran now, {len(rows) - ran} had completed before, "
+          f"{len(failed)} failed")
+    for row in failed:
+        print(f"  failed: {row['run_dir']} ({row['error']})")
+    print(f"table: {folder / sweep.RESULTS}")
+    print(f"figure: {folder / sweep.SUMMARY}")
+    print(f"report: {folder / sweep.REPORT}")
+    return 1 if failed else 0
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -134,7 +172,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     return 0
 
 
-COMMANDS = {"run": _cmd_run, "list": _cmd_list, "show": _cmd_show}
+COMMANDS = {"run": _cmd_run, "sweep": _cmd_sweep, "list": _cmd_list, "show": _cmd_show}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -20,6 +20,7 @@ import math
 import numbers
 import os
 import platform
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -44,6 +45,7 @@ __all__ = [
     "RunFailed",
     "atomic_write_json",
     "available_notebooks",
+    "check_run",
     "find_notebook",
     "git_state",
     "output_hashes",
@@ -51,10 +53,13 @@ __all__ = [
     "platform_info",
     "list_notebooks",
     "notebooks_dir",
+    "gpu_record",
     "read_json",
     "record",
     "run",
     "run_digest",
+    "run_status",
+    "smi_gpu",
     "sha256_file",
 ]
 
@@ -238,6 +243,59 @@ def platform_info() -> dict[str, object]:
     }
 
 
+def smi_gpu(environ: Mapping[str, str] | None = None) -> dict[str, str] | None:
+    """``{"name", "driver"}`` of the first GPU this process may use, from nvidia-smi.
+
+    ``CUDA_VISIBLE_DEVICES`` (indices or UUIDs) picks the GPU. None without nvidia-smi,
+    without a GPU, or when ``CUDA_VISIBLE_DEVICES`` hides them all.
+    """
+    environ = os.environ if environ is None else environ
+    smi = shutil.which("nvidia-smi")
+    if smi is None:
+        return None
+    try:
+        done = subprocess.run(
+            [smi, "--query-gpu=index,uuid,name,driver_version", "--format=csv,noheader"],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            check=False,
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    rows = [[f.strip() for f in line.split(",")] for line in done.stdout.splitlines()]
+    rows = [row for row in rows if len(row) == 4]
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is not None:
+        wanted = visible.split(",")[0].strip()
+        rows = [row for row in rows if wanted in (row[0], row[1])]
+    if done.returncode != 0 or not rows:
+        return None
+    return {"name": rows[0][2], "driver": rows[0][3]}
+
+
+def gpu_record(
+    environment: Mapping[str, object] | None, host: Mapping[str, object] | None
+) -> dict[str, object] | None:
+    """The manifest's ``gpu`` entry: GPU name, driver, CUDA and cuDNN versions, or None.
+
+    ``environment`` is what the notebook recorded (``repro.environment``): when its device
+    is CUDA it names the GPU and gives the CUDA and cuDNN versions torch used. ``host`` is
+    ``smi_gpu()`` (or an earlier ``gpu`` entry), which fills in what the notebook did not.
+    """
+    env = dict(environment or {})
+    on_cuda = str(env.get("device", "")).startswith("cuda")
+    if not on_cuda and not host:
+        return None
+    host = dict(host or {})
+    return {
+        "name": env.get("device_name") if on_cuda else host.get("name"),
+        "driver": env.get("driver") or host.get("driver"),
+        "cuda": env.get("cuda") if on_cuda else host.get("cuda"),
+        "cudnn": env.get("cudnn") if on_cuda else host.get("cudnn"),
+    }
+
+
 def output_hashes(run_dir: Path) -> dict[str, str]:
     """``{relative posix path: sha256}`` of every file under ``run_dir`` but the manifest."""
     return {
@@ -264,11 +322,36 @@ def _read_environment(run_dir: Path) -> tuple[dict | None, str | None]:
 
 
 def run_digest(notebook: str | os.PathLike[str], parameters: Mapping[str, object]) -> str:
-    """First 8 hex of sha256(notebook bytes + canonical JSON of ``parameters``)."""
+    """First 8 hex of sha256(notebook name + notebook bytes + canonical JSON of ``parameters``).
+
+    This is a run's identity: ``gentools run`` puts it after the start time in the folder
+    name, and a sweep uses it alone as the folder name (so a finished run is found again).
+    """
+    path = Path(notebook)
     canonical = json.dumps(dict(parameters), sort_keys=True, separators=(",", ":"))
-    digest = hashlib.sha256(Path(notebook).read_bytes())
+    digest = hashlib.sha256(path.stem.encode("utf-8") + b"\0")
+    digest.update(path.read_bytes())
     digest.update(canonical.encode("utf-8"))
     return digest.hexdigest()[:8]
+
+
+def run_status(run_dir: str | os.PathLike[str]) -> str | None:
+    """The manifest's status ("running", "completed", "failed"), or None without a manifest."""
+    try:
+        manifest = read_json(Path(run_dir) / MANIFEST)
+    except (OSError, ValueError):
+        return None
+    return manifest.get("status") if isinstance(manifest, dict) else None
+
+
+def _reuse_run_dir(run_dir: Path) -> Path:
+    """Create ``run_dir``, or empty it when it holds an unfinished or failed run."""
+    if run_dir.exists():
+        if run_status(run_dir) == "completed":
+            raise FileExistsError(f"{run_dir} already holds a completed run")
+        shutil.rmtree(run_dir)
+    run_dir.mkdir(parents=True)
+    return run_dir
 
 
 def _make_run_dir(parent: Path, run_id: str) -> Path:
@@ -300,16 +383,33 @@ def _validated(
     return spec, validate(spec, parameters, notebook=notebook.name)
 
 
+def check_run(
+    notebook: str | os.PathLike[str], parameters: Mapping[str, object]
+) -> dict[str, object]:
+    """The checks ``run`` makes before any kernel starts; returns the full parameters.
+
+    Raises ParameterError as ``run`` does (``out_dir`` is gentools' to set, so it may not
+    be given); the returned dict holds every parameter but ``out_dir``.
+    """
+    _, values = _validated(find_notebook(notebook), dict(parameters))
+    values.pop(OUT_DIR, None)
+    return values
+
+
 def run(
     notebook: str | os.PathLike[str],
     parameters: Mapping[str, object] | None = None,
     out: str | os.PathLike[str] | None = None,
     progress: bool = True,
     kernel_name: str = "python3",
+    reuse: bool = False,
 ) -> Path:
-    """Execute ``notebook`` with papermill in a new run folder and return its absolute path.
+    """Execute ``notebook`` with papermill in a run folder and return its absolute path.
 
-    The folder is ``<out or ./runs>/<stem>/<YYYYmmdd-HHMMSS>-<digest>[-N]`` (UTC time).
+    The folder is ``<out or ./runs>/<stem>/<YYYYmmdd-HHMMSS>-<digest>[-N]`` (UTC time), a
+    new one each time. With ``reuse=True`` (what sweeps use) it is ``<stem>/<digest>``:
+    a folder left by an unfinished or failed run of the same digest is emptied and run
+    again, and one that holds a completed run raises FileExistsError.
     Raises ParameterError (before any kernel starts) for bad parameters, RunFailed
     when a cell raises; any other error also marks the manifest "failed" and propagates.
     """
@@ -317,8 +417,12 @@ def run(
     spec, values = _validated(source, dict(parameters or {}))
     started = _utc_now()
     hashed = {k: v for k, v in values.items() if k != OUT_DIR}
-    run_id = f"{started:%Y%m%d-%H%M%S}-{run_digest(source, hashed)}"
-    run_dir = _make_run_dir(Path(out or "runs").resolve() / source.stem, run_id)
+    digest = run_digest(source, hashed)
+    parent = Path(out or "runs").resolve() / source.stem
+    if reuse:
+        run_dir = _reuse_run_dir(parent / digest)
+    else:
+        run_dir = _make_run_dir(parent, f"{started:%Y%m%d-%H%M%S}-{digest}")
     values[OUT_DIR] = str(run_dir)
     executed = run_dir / f"{source.stem}.ipynb"
     manifest: dict[str, object] = {
@@ -326,6 +430,7 @@ def run(
         "notebook_sha256": sha256_file(source),
         "executed_notebook": executed.name,
         "run_id": run_dir.name,
+        "digest": digest,
         "status": "running",
         "error": None,
         "parameters": values,
@@ -334,6 +439,7 @@ def run(
         "packages": package_versions(),
         "platform": platform_info(),
         "device": None,
+        "gpu": gpu_record(None, smi_gpu()),
         "environment": None,
         "started_at": started.isoformat(),
         "finished_at": None,
@@ -414,6 +520,8 @@ def _finish(manifest: dict[str, object], run_dir: Path, clock: float) -> None:
     environment, problem = _read_environment(run_dir)
     manifest["environment"] = environment
     manifest["device"] = environment.get("device") if environment else None
+    if environment:
+        manifest["gpu"] = gpu_record(environment, manifest.get("gpu"))
     if problem:
         manifest["environment_error"] = problem
     manifest["finished_at"] = _utc_now().isoformat()

@@ -85,7 +85,7 @@ def process_ui_events() -> int:
             msg_type = session.deserialize(rest, content=False, copy=False)["header"]["msg_type"]
         if msg_type not in _COMM_MSG_TYPES:
             coro = kernel.shell_main(subshell_id, frames)
-            loop.create_task(coro, context=contextvars.copy_context())
+            loop.create_task(_task_in_task(coro, contextvars.copy_context()))
             continue
         msg = session.deserialize(rest, content=True, copy=False)
         kernel.set_parent(idents, msg, channel="shell")
@@ -94,6 +94,16 @@ def process_ui_events() -> int:
         finally:
             kernel.set_parent(cell_ident, cell_parent, channel="shell")
         handled += 1
+
+
+async def _task_in_task(coro, context: contextvars.Context):
+    """Run coro in a task started by a task, the way ipykernel runs each message it reads.
+
+    A message ipykernel read before this cell waits as a task that has yet to start its
+    inner task. Giving ours the same two steps keeps them behind it in the shell lock's queue,
+    so Run All's queued cells still run in order (one step fewer let them overtake it).
+    """
+    return await asyncio.create_task(coro, context=context)
 
 
 def _show(obj) -> None:

@@ -1,7 +1,8 @@
 """Reproducibility: seeding, device choice, torch thread count and environment capture.
 
 Every run in gentools goes through these functions, so that the same parameters with
-the same seed on the same CPU give identical numbers.
+the same seed on the same CPU give identical numbers; ``set_deterministic`` extends that
+to GPUs, where the fast kernels are not deterministic by default.
 """
 
 from __future__ import annotations
@@ -28,6 +29,24 @@ def seed_everything(seed: int) -> torch.Generator:
     np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return torch.Generator().manual_seed(seed)
+
+
+CUBLAS_WORKSPACE = ":4096:8"  # what cuBLAS needs to be deterministic (CUDA >= 10.2)
+
+
+def set_deterministic(enabled: bool = True) -> None:
+    """Make torch use only deterministic algorithms (CPU and CUDA), or stop doing so.
+
+    Turning it on also sets ``CUBLAS_WORKSPACE_CONFIG`` (unless already set) and cuDNN's
+    deterministic mode without autotuning. Call it before any CUDA work: cuBLAS reads
+    the variable when it starts. An operation that has no deterministic version then
+    raises instead of running.
+    """
+    if enabled:
+        os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", CUBLAS_WORKSPACE)
+        torch.backends.cudnn.benchmark = False
+    torch.use_deterministic_algorithms(enabled)
+    torch.backends.cudnn.deterministic = enabled
 
 
 def set_threads(threads: int | None = None) -> int:
@@ -91,6 +110,8 @@ def environment(device: torch.device | str | None = None) -> dict:
         "numpy": np.__version__,
         "python": platform.python_version(),
         "threads": torch.get_num_threads(),
+        "deterministic": torch.are_deterministic_algorithms_enabled(),
+        "cublas_workspace_config": os.environ.get("CUBLAS_WORKSPACE_CONFIG"),
         "cuda": torch.version.cuda,
         "cudnn": None,
         "driver": None,

@@ -13,6 +13,7 @@ Batches are drawn by step: step s reads a fixed slice of a permutation seeded by
 from __future__ import annotations
 
 import contextlib
+import functools
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -45,6 +46,7 @@ class TrainConfig:
     resume: bool = True  # continue from out_dir's checkpoint when there is one
     device: str = "auto"  # "auto" (cuda when present), "cpu", "cuda", "cuda:N", "mps"
     amp: bool = True  # bfloat16 autocast on CUDA (ignored on CPU)
+    compile: bool = False  # torch.compile the model's submodules in place (meant for CUDA)
     seed: int = 0  # seeds the batch order and the model's randomness
     threads: int = 0  # torch intra-op threads; 0: $GENTOOLS_THREADS or repro.DEFAULT_THREADS
     progress: bool = True  # show a tqdm progress bar
@@ -101,8 +103,13 @@ def batch_indices(n: int, batch_size: int, step: int, seed: int) -> torch.Tensor
     if per_epoch == 0:
         raise ValueError(f"batch_size {batch_size} is larger than the training set ({n})")
     epoch, pos = divmod(step, per_epoch)
-    perm = torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
-    return perm[pos * batch_size : (pos + 1) * batch_size]
+    return _epoch_order(n, seed, epoch)[pos * batch_size : (pos + 1) * batch_size].clone()
+
+
+@functools.lru_cache(maxsize=2)
+def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
+    """The seeded permutation of one epoch, drawn once per epoch rather than every step."""
+    return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
 
 
 def take(dataset: Dataset, idx: torch.Tensor) -> Any:
@@ -142,6 +149,9 @@ def fit(model, data, cfg: TrainConfig, callbacks: list | tuple = ()) -> State:
     repro.set_threads(cfg.threads)
     device = repro.resolve_device(cfg.device)
     model.to(device)
+    if cfg.compile:
+        for child in model.children():
+            child.compile()  # in place: parameter names and checkpoints stay the same
     state = State(model, model.configure_optimizers(cfg.lr, cfg.weight_decay), cfg, device)
     for opt in state.optimizers.values():
         for group in opt.param_groups:

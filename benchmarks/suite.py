@@ -1,0 +1,267 @@
+"""The benchmark suite: runs the speed and quality benchmarks and rewrites BENCHMARKS.md.
+
+    python benchmarks/suite.py                 # every benchmark (over an hour on 2 cores)
+    python benchmarks/suite.py --only compare --only monitor_overhead
+    python benchmarks/suite.py --render        # rewrite BENCHMARKS.md from the stored results
+    python benchmarks/suite.py --list
+
+Each benchmark is a script in this folder that prints markdown. The suite runs it with this
+Python from the repository root (with `TQDM_DISABLE=1`), and stores one JSON record per
+benchmark in `benchmarks/results/<name>.json`: the command, the date, the machine, the git
+commit, the wall time, the load averages before and after, and the script's output. Then it
+renders BENCHMARKS.md from all the records, so every figure there sits under the machine,
+command and date that produced it. A failing script leaves its previous record in place and
+writes `<name>.failed.json`.
+
+To add a benchmark: write `benchmarks/NAME.py` that prints its tables (medians of repeated
+runs for timings; ratios measured in the same run), and add one `Benchmark(...)` line to
+BENCHMARKS below. Records marked "carried_over" hold figures measured before the suite
+existed, with their original date and command; the suite replaces them when it runs them.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import subprocess
+import sys
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "benchmarks" / "results"
+OUTPUT = ROOT / "BENCHMARKS.md"
+
+
+@dataclass(frozen=True)
+class Benchmark:
+    name: str  # --only NAME, and results/NAME.json
+    section: str  # "Speed" or "Quality": where BENCHMARKS.md lists it
+    title: str  # its heading in BENCHMARKS.md
+    args: tuple[str, ...]  # the script and its arguments, run from the repository root
+    note: str = ""  # what is measured and against what target, shown above the figures
+
+
+# The one list of benchmarks, in the order they run and appear in BENCHMARKS.md.
+BENCHMARKS = [
+    Benchmark("threads", "Speed", "Torch threads", ("benchmarks/threads.py",),
+              "VAE default size, 300 steps of 64 images, 1 against 2 intra-op threads, alone "
+              "and next to a second training process; medians, settings interleaved."),
+    Benchmark("throughput", "Speed", "Training throughput of every model",
+              ("benchmarks/throughput.py",),
+              "Every model at its default size and its notebook's batch size, in `train.fit`, "
+              "1 torch thread; the models take turns, 3 rounds of 40 steps, median step time."),
+    Benchmark("monitor_overhead", "Speed", "Monitor overhead", ("benchmarks/monitor_overhead.py",),
+              "VAE default size, 1000 steps, evaluation every 250 with a 32-sample grid, runs "
+              "with and without a headless monitor alternated; medians. Target: at most 5%."),
+    Benchmark("sweep_overhead", "Speed", "Sweep overhead", ("benchmarks/sweep_overhead.py",),
+              "6 tiny VAE runs through `gentools sweep` on the local Dask cluster against the "
+              "same runs one after another with `gentools run`."),
+    Benchmark("pixelcnn", "Speed", "PixelCNN training throughput and default job",
+              ("benchmarks/pixelcnn.py",),
+              "Gated PixelCNN against our re-implementation of the book's causal-conv ARM, "
+              "300 steps each in alternating blocks of 10 in one process (ratio target >= 2x), "
+              "then one `gentools run pixelcnn` at default parameters (target <= 82 nats)."),
+    Benchmark("wavenet", "Speed", "WaveNet generation and default job", ("benchmarks/wavenet.py",),
+              "Fast (cached queues) against naive generation, alternated in one process, the "
+              "best of 3 rates each (the script takes the best, not the median), then one "
+              "`gentools run wavenet` (targets: >= 50x, < 5 bits/sample, <= 120 s)."),
+    Benchmark("gpt_kv", "Speed", "GPT generation with and without the KV cache",
+              ("benchmarks/transformers.py", "--parts", "kv"),
+              "256 new tokens, context 256, with and without the cache, alternated; the best "
+              "of 3 times each (the script takes the best, not the median)."),
+    Benchmark("gpt", "Speed", "GPT training step against nanoGPT's",
+              ("benchmarks/transformers.py", "--parts", "gpt"),
+              "nanoGPT's CPU configuration for 2000 iterations (val loss target <= 1.42), then "
+              "the training step alternated with a nanoGPT-style step (target 1.15x)."),
+    Benchmark("vae", "Quality", "VAE default job", ("benchmarks/vae.py",),
+              "`gentools run vae` at default parameters, 3 runs (median wall time; the metrics "
+              "must be identical). Targets: <= 90 nats (aim 86), <= 120 s."),
+    Benchmark("gan", "Quality", "GAN against VAE samples", ("benchmarks/gan.py",),
+              "Default GAN (WGAN-GP) and VAE jobs, one run each: Fréchet classifier distance of "
+              "1000 samples to the test digits and class coverage. Targets: GAN run <= 120 s, "
+              "every class >= 5%, GAN distance below the VAE's."),
+    Benchmark("flow", "Quality", "Flow default job", ("benchmarks/flow.py",),
+              "`gentools run flow` at default parameters, one run per dequantization. Targets: "
+              "K=1 bound <= 95 nats (aim 90), <= 120 s."),
+    Benchmark("compare", "Quality", "All image families on the digits test split",
+              ("benchmarks/compare.py", "--seeds", "3"),
+              "`notebooks/compare.ipynb` with 3 seeds at default size, every model trained afresh "
+              "(target: <= 25 min). NLL in nats per image: exact for PixelCNN, upper bounds for "
+              "the VAE and the flow; Fréchet classifier distance and class shares of 1000 "
+              "samples (lower distance is better; 0.1 per class is a perfect spread). Anchors: "
+              "per-pixel histogram 106.47 nats, uniform 181.3, real train vs test digits 18.91."),
+    Benchmark("transformer_notebooks", "Quality",
+              "GPT and BERT default jobs: val loss, masked-token accuracy",
+              ("benchmarks/transformers.py", "--parts", "notebooks"),
+              "`gentools run gpt` and `gentools run bert` at default parameters, one run each. "
+              "Targets: <= 120 s each, GPT val loss <= 1.42 nats/char, BERT masked-token "
+              "accuracy >= 2x the unigram baseline."),
+]
+
+
+def machine() -> dict:
+    """What the figures were measured on."""
+    import torch
+
+    from gentools import repro
+
+    mem = ""
+    try:
+        lines = Path("/proc/meminfo").read_text().splitlines()
+        kb = next(int(line.split()[1]) for line in lines if line.startswith("MemTotal"))
+        mem = f"{kb / 2**20:.0f} GB"
+    except (OSError, StopIteration):
+        pass
+    return {
+        "cpu": repro.cpu_name(),
+        "cores": os.cpu_count(),
+        "memory": mem,
+        "gpu": torch.cuda.get_device_name(0) if torch.cuda.is_available() else None,
+        "python": platform.python_version(),
+        "torch": torch.__version__,
+        "torch_threads": int(os.environ.get("GENTOOLS_THREADS", repro.DEFAULT_THREADS)),
+        "platform": platform.platform(),
+    }
+
+
+def git_commit() -> dict:
+    from gentools.jobs import git_state
+
+    return git_state(ROOT)
+
+
+def run(bench: Benchmark) -> dict:
+    """Run one benchmark script and return its record (also written to results/)."""
+    command = "python " + " ".join(bench.args)
+    print(f"== {bench.name}: {command}", flush=True)
+    env = {**os.environ, "TQDM_DISABLE": "1"}
+    started = datetime.now(timezone.utc)
+    load_before = os.getloadavg()
+    clock = time.perf_counter()
+    peak = load_before[0]
+    with subprocess.Popen([sys.executable, *bench.args], cwd=ROOT, env=env, text=True,
+                          stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        reader = ThreadPoolExecutor(1).submit(proc.communicate)  # drains both pipes
+        while not reader.done():
+            peak = max(peak, os.getloadavg()[0])  # the 1-minute load, sampled while it runs
+            time.sleep(5)
+        stdout, stderr = reader.result()
+    done = subprocess.CompletedProcess(proc.args, proc.returncode, stdout, stderr)
+    record = {
+        "name": bench.name,
+        "command": command,
+        "date": started.date().isoformat(),
+        "started_at": started.isoformat(timespec="seconds"),
+        "wall_seconds": round(time.perf_counter() - clock, 1),
+        "load_before": [round(x, 2) for x in load_before],
+        "load_after": [round(x, 2) for x in os.getloadavg()],
+        "load_peak": round(peak, 2),
+        "machine": machine(),
+        "git": git_commit(),
+        "returncode": done.returncode,
+        "markdown": done.stdout.strip(),
+    }
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    if done.returncode != 0:
+        record["stderr_tail"] = done.stderr[-4000:]
+        (RESULTS / f"{bench.name}.failed.json").write_text(json.dumps(record, indent=2) + "\n")
+        print(f"   FAILED (exit {done.returncode}); previous record kept\n{done.stderr[-2000:]}")
+    else:
+        (RESULTS / f"{bench.name}.json").write_text(json.dumps(record, indent=2) + "\n")
+        (RESULTS / f"{bench.name}.failed.json").unlink(missing_ok=True)
+        print(f"   done in {record['wall_seconds']:.0f} s, load {record['load_before']} -> "
+              f"{record['load_after']}", flush=True)
+    return record
+
+
+# --- BENCHMARKS.md --------------------------------------------------------------------------
+
+HEADER = """# Benchmarks
+
+Written by `python benchmarks/suite.py` (`make benchmarks`) from the records in
+`benchmarks/results/`; do not edit by hand. Each section names the command that produced
+its figures, the date, the machine and the load average (1, 5 and 15 minutes) before and
+after it ran: CPU timings on a shared machine move with the load, so compare timings only
+within one section, where ratios come from the same run. Timings are medians of repeated
+runs unless a section says "one run". `python benchmarks/suite.py --only NAME` re-runs one
+benchmark; `--render` rewrites this file from the stored records.
+
+Every likelihood is on the digits test split (447 images, 64 pixels, 17 levels) unless
+said otherwise. Anchors: an independent per-pixel 17-way histogram fitted on the train
+split scores 106.47 nats/image (2.400 bits/dim); uniform is 181.3.
+"""
+
+
+def describe_machine(m: dict) -> str:
+    gpu = m.get("gpu") or "no GPU"
+    return (f"{m.get('cpu', '?')}, {m.get('cores', '?')} cores, {m.get('memory', '?')}, {gpu}, "
+            f"Python {m.get('python', '?')}, torch {m.get('torch', '?')}, "
+            f"{m.get('torch_threads', '?')} torch thread(s)")
+
+
+def provenance(record: dict) -> str:
+    if record.get("carried_over"):
+        return (f"*Carried over, not yet re-run with the suite:* measured {record['date']} by "
+                f"`{record['command']}` on {record['machine_text']}.")
+    load = lambda xs: "/".join(f"{x:.2f}" for x in xs)  # noqa: E731
+    git = record.get("git") or {}
+    commit = (git.get("commit") or "?")[:8] + (" (dirty)" if git.get("dirty") else "")
+    return (f"`{record['command']}`, {record['started_at']} UTC, {record['wall_seconds']:.0f} s, "
+            f"commit {commit}; {describe_machine(record['machine'])}; load "
+            f"{load(record['load_before'])} before, {load(record['load_after'])} after"
+            + (f", 1-minute load up to {record['load_peak']:.2f} while it ran." if "load_peak" in
+               record else "."))
+
+
+def render() -> str:
+    parts = [HEADER]
+    for section in dict.fromkeys(b.section for b in BENCHMARKS):
+        parts.append(f"\n## {section}\n")
+        for bench in (b for b in BENCHMARKS if b.section == section):
+            parts.append(f"\n### {bench.title}\n")
+            if bench.note:
+                parts.append(f"\n{bench.note}\n")
+            path = RESULTS / f"{bench.name}.json"
+            if not path.is_file():
+                parts.append(f"\nNot yet measured with the suite (`python benchmarks/suite.py "
+                             f"--only {bench.name}`).\n")
+                continue
+            record = json.loads(path.read_text())
+            parts.append(f"\n{provenance(record)}\n\n{record['markdown']}\n")
+    return "".join(parts)
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--only", action="append", default=[], metavar="NAME",
+                    help="run only this benchmark (repeatable)")
+    ap.add_argument("--render", action="store_true", help="only rewrite BENCHMARKS.md")
+    ap.add_argument("--list", action="store_true", help="list the benchmarks")
+    args = ap.parse_args()
+    names = [b.name for b in BENCHMARKS]
+    if args.list:
+        for b in BENCHMARKS:
+            print(f"{b.name:<22} {b.section:<8} python {' '.join(b.args)}")
+        return
+    unknown = [n for n in args.only if n not in names]
+    if unknown:
+        ap.error(f"unknown benchmark(s) {', '.join(unknown)}; known: {', '.join(names)}")
+    failed = []
+    if not args.render:
+        for bench in BENCHMARKS:
+            if not args.only or bench.name in args.only:
+                failed += [bench.name] if run(bench)["returncode"] else []
+    OUTPUT.write_text(render())
+    print(f"wrote {OUTPUT}")
+    if failed:
+        sys.exit(f"failed: {', '.join(failed)}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,402 @@
+"""One table across the image families: the same digits split, the same units, several seeds.
+
+`collect` finds, for each family (VAE, GAN, PixelCNN, flow) and each seed, the completed run
+of that family's notebook with exactly the parameters the comparison asks for, or runs the
+notebook with `jobs.run` into the same runs folder, so a second comparison reuses the runs.
+A run matches when its manifest says "completed", it ran the notebook as it is now (same
+sha256) and its parameters equal the asked ones (out_dir aside).
+
+Each run gives one row of per-seed values, all read from the run itself:
+- parameters: counted on the model rebuilt from the run's checkpoint (every network trained,
+  so the GAN counts its discriminator and the flow its dequantizer);
+- training seconds and the test NLL (nats per image and bits/dim): the run's metrics.json,
+  with the kind of number (exact or a bound) given by the family;
+- the Frechet classifier distance of samples to the test digits and the class coverage: the
+  run's metrics.json when the notebook records them (VAE, GAN), else computed here from the
+  checkpoint with the same recipe, `model.sample(n, generator=Generator().manual_seed(seed))`.
+
+`summarise` turns the rows into mean and sample standard deviation over the seeds, and
+`markdown_table` into the table. Nothing here trains a model itself.
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import statistics
+from base64 import b64encode
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from gentools import checkpoint, jobs, metrics
+from gentools.data import load_images
+from gentools.models.flow import Flow
+from gentools.models.gan import GAN
+from gentools.models.pixelcnn import PixelCNN
+from gentools.models.vae import VAE
+from gentools.params import notebook_parameters, validate
+from gentools.train import load_model
+
+
+@dataclass(frozen=True)
+class Family:
+    name: str  # the row's label
+    notebook: str  # the notebook's stem in notebooks/
+    model: type  # the model class that train.load_model rebuilds from the run's checkpoint
+    nll_key: str | None  # metrics.json key of the test NLL in nats per image; None: no likelihood
+    bpd_key: str | None  # metrics.json key of the same number in bits/dim
+    kind: str  # "exact", "bound" or "none": what the NLL is
+    detail: str = ""  # how the number is computed, formatted with the run's parameters
+
+
+FAMILIES = (
+    Family("VAE", "vae", VAE, "test_nll", "test_bpd", "bound", "IWAE, k={iwae_k}"),
+    Family("GAN", "gan", GAN, None, None, "none"),
+    Family("PixelCNN", "pixelcnn", PixelCNN, "test_nll", "test_bpd", "exact"),
+    Family("Flow", "flow", Flow, "test_nll_iw", "test_bpd_iw", "bound",
+           "importance-weighted, K={iw_k}"),
+)
+
+# per-seed values of a row, in table order: (key, column title, decimals)
+COLUMNS = (
+    ("train_seconds", "training time (s)", 1),
+    ("nll", "test NLL (nats/image)", 2),
+    ("bpd", "bits/dim", 3),
+    ("fcd", "Fréchet classifier distance", 2),
+    ("coverage_min", "smallest class share", 3),
+    ("coverage_max", "largest class share", 3),
+)
+
+
+@dataclass
+class Result:
+    family: Family  # which model
+    seed: int  # the run's seed
+    run: Path  # the run folder
+    reused: bool  # True: found completed in the runs folder; False: run now
+    parameters: int  # trainable numbers in the model
+    values: dict[str, float]  # COLUMNS keys -> this run's value (NaN where the family has none)
+    quality_source: str  # "recorded by the notebook" or "computed from the checkpoint"
+    n_samples: int  # samples behind fcd and the coverage
+    kind: str  # the NLL's kind with its detail, e.g. "bound (IWAE, k=1000)"
+    samples: torch.Tensor = field(repr=False)  # (32, 1, 8, 8) in [0, 1] for the sample grid
+
+
+def family(name: str) -> Family:
+    """The family whose notebook stem or label is `name` (case-insensitive)."""
+    for f in FAMILIES:
+        if name.lower() in (f.notebook, f.name.lower()):
+            return f
+    raise ValueError(f"unknown family {name!r}; known: {', '.join(f.notebook for f in FAMILIES)}")
+
+
+def tiny_parameters(notebook: str) -> dict:
+    """The tiny configuration a notebook stores in its metadata (gentools.test_parameters)."""
+    import nbformat
+
+    nb = nbformat.read(jobs.find_notebook(notebook), as_version=4)
+    return dict(nb.metadata.get("gentools", {}).get("test_parameters", {}))
+
+
+def run_parameters(fam: Family, size: str, seed: int, device: str, n_samples: int) -> dict:
+    """The full parameters of the run that the comparison wants, validated, out_dir left out.
+
+    size "tiny" takes the notebook's own test parameters; any other size only sets `size`.
+    The GAN draws `n_samples` samples for its recorded distance.
+    """
+    path = jobs.find_notebook(fam.notebook)
+    spec = notebook_parameters(path)
+    asked = tiny_parameters(fam.notebook) if size == "tiny" else {"size": size}
+    asked.update(seed=seed, device=device)
+    if "n_samples" in spec:
+        asked["n_samples"] = n_samples
+    full = validate(spec, asked, notebook=path.name)
+    full.pop(jobs.OUT_DIR, None)
+    return full
+
+
+def find_run(runs_dir: str | Path, fam: Family, parameters: dict) -> Path | None:
+    """The latest completed run of `fam`'s current notebook with exactly `parameters`."""
+    source = jobs.find_notebook(fam.notebook)
+    digest = jobs.sha256_file(source)
+    found = []
+    for manifest_path in sorted(Path(runs_dir).glob(f"{fam.notebook}/*/{jobs.MANIFEST}")):
+        try:
+            manifest = jobs.read_json(manifest_path)
+        except (OSError, ValueError):
+            continue
+        asked = {k: v for k, v in manifest.get("parameters", {}).items() if k != jobs.OUT_DIR}
+        run = manifest_path.parent
+        if (
+            manifest.get("status") == "completed"
+            and manifest.get("notebook_sha256") == digest
+            and asked == parameters
+            and (run / jobs.METRICS).is_file()
+            and (run / "checkpoint.safetensors").is_file()
+        ):
+            found.append((manifest.get("finished_at") or "", run))
+    return max(found)[1] if found else None
+
+
+def sample_quality(model, n: int, seed: int, test_x01: torch.Tensor, classifier) -> dict:
+    """FCD of n seeded samples to the test digits, and the smallest and largest class share."""
+    samples = model.sample(n, generator=torch.Generator().manual_seed(seed)).cpu()
+    coverage = metrics.class_coverage(samples, classifier)
+    return {
+        "fcd": metrics.frechet_classifier_distance(samples, test_x01, classifier),
+        "coverage_min": coverage.min().item(),
+        "coverage_max": coverage.max().item(),
+    }
+
+
+def read_result(fam: Family, run: Path, reused: bool, n_samples: int) -> Result:
+    """One row from a completed run folder: metrics.json, the manifest and the checkpoint."""
+    recorded = jobs.read_json(run / jobs.METRICS)
+    params = jobs.read_json(run / jobs.MANIFEST)["parameters"]
+    model = load_model(fam.model, run / "checkpoint.safetensors")
+    seed = params["seed"]
+    if "fcd" in recorded and "coverage_min" in recorded:
+        quality = {k: recorded[k] for k in ("fcd", "coverage_min", "coverage_max")}
+        source = "recorded by the notebook"
+        n = params.get("n_samples", 1000)  # the VAE notebook always draws 1000
+    else:
+        images = load_images("digits")
+        test_x01 = images.test.tensors[0].float() / (images.levels - 1)
+        classifier = metrics.digits_classifier()  # trained here on a first use: outside no_grad
+        with torch.no_grad():
+            quality = sample_quality(model, n_samples, seed, test_x01, classifier)
+        source, n = "computed from the checkpoint", n_samples
+    with torch.no_grad():
+        grid = model.sample(32, generator=torch.Generator().manual_seed(seed)).cpu()
+    nan = math.nan
+    values = {
+        "train_seconds": recorded["train_seconds"],
+        "nll": recorded[fam.nll_key] if fam.nll_key else nan,
+        "bpd": recorded[fam.bpd_key] if fam.bpd_key else nan,
+        **quality,
+    }
+    kind = fam.kind + (f" ({fam.detail.format(**params)})" if fam.detail else "")
+    return Result(fam, seed, run, reused, model.num_parameters(), values, source, n, kind, grid)
+
+
+def collect(
+    families: Sequence[Family],
+    seeds: Sequence[int],
+    size: str,
+    runs_dir: str | Path,
+    device: str = "auto",
+    n_samples: int = 1000,
+    log: Callable[[str], None] = print,
+) -> list[Result]:
+    """Every (family, seed) row, reusing matching completed runs and running the rest."""
+    results = []
+    for fam in families:
+        for seed in seeds:
+            params = run_parameters(fam, size, seed, device, n_samples)
+            run = find_run(runs_dir, fam, params)
+            reused = run is not None
+            if run is None:
+                given = {k: v for k, v in params.items() if k != jobs.OUT_DIR}
+                run = jobs.run(fam.notebook, given, out=runs_dir, progress=False)
+            log(f"{fam.name} seed {seed}: {'reused' if reused else 'ran'} {run}")
+            results.append(read_result(fam, run, reused, n_samples))
+    return results
+
+
+# --- the table ------------------------------------------------------------------------------
+
+
+def mean_std(values: Sequence[float]) -> tuple[float, float]:
+    """Mean and sample standard deviation (n - 1; 0 for one value). NaN stays NaN."""
+    values = list(values)
+    if any(math.isnan(v) for v in values):
+        return math.nan, math.nan
+    return statistics.fmean(values), statistics.stdev(values) if len(values) > 1 else 0.0
+
+
+def format_mean_std(mean: float, std: float, decimals: int, n: int) -> str:
+    """ "86.42 ± 0.31"; the mean alone for one seed; "–" where there is no number."""
+    if math.isnan(mean):
+        return "–"
+    if n < 2:
+        return f"{mean:.{decimals}f}"
+    return f"{mean:.{decimals}f} ± {std:.{decimals}f}"
+
+
+def summarise(results: Sequence[Result]) -> dict[str, dict]:
+    """{family name: {"n", "parameters", "kind", "quality_source", "n_samples", column: (mean,
+    std)}}, in the order the families first appear."""
+    out: dict[str, dict] = {}
+    for fam in dict.fromkeys(r.family for r in results):
+        rows = [r for r in results if r.family == fam]
+        counts = {r.parameters for r in rows}
+        if len(counts) != 1:
+            raise ValueError(f"{fam.name}: the seeds disagree on the parameter count {counts}")
+        out[fam.name] = {
+            "n": len(rows),
+            "parameters": counts.pop(),
+            "kind": " / ".join(dict.fromkeys(r.kind for r in rows)),
+            "quality_source": " / ".join(dict.fromkeys(r.quality_source for r in rows)),
+            "n_samples": " / ".join(str(n) for n in dict.fromkeys(r.n_samples for r in rows)),
+            **{key: mean_std([r.values[key] for r in rows]) for key, _, _ in COLUMNS},
+        }
+    return out
+
+
+def markdown_table(summary: dict[str, dict]) -> str:
+    """The comparison as a markdown table: one row per family, mean ± std over the seeds."""
+    head = ["model", "parameters", *(title for _, title, _ in COLUMNS), "kind of NLL",
+            "samples", "seeds"]
+    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    for name, s in summary.items():
+        cells = [format_mean_std(*s[key], decimals, s["n"]) for key, _, decimals in COLUMNS]
+        lines.append("| " + " | ".join(
+            [name, f"{s['parameters']:,}", *cells, s["kind"], s["n_samples"], str(s["n"])]
+        ) + " |")
+    return "\n".join(lines)
+
+
+def flat_metrics(summary: dict[str, dict]) -> dict[str, float]:
+    """{"<family>_<column>_mean": ..., "_std": ...} for jobs.record; families without the
+    column (the GAN's NLL) are left out, since metrics must be finite."""
+    flat = {}
+    for name, s in summary.items():
+        flat[f"{name.lower()}_parameters"] = s["parameters"]
+        flat[f"{name.lower()}_seeds"] = s["n"]
+        for key, _, _ in COLUMNS:
+            mean, std = s[key]
+            if not math.isnan(mean):
+                flat[f"{name.lower()}_{key}_mean"] = mean
+                flat[f"{name.lower()}_{key}_std"] = std
+    return flat
+
+
+def save(path: str | Path, results: Sequence[Result], table: str) -> Path:
+    """The comparison's state as a gentools checkpoint: per-seed values and sample grids as
+    tensors, the run folders, seeds and table in the metadata. `load_results` reads it back."""
+    tensors, runs = {}, {}
+    for fam in dict.fromkeys(r.family for r in results):
+        rows = [r for r in results if r.family == fam]
+        for key, _, _ in COLUMNS:
+            tensors[f"{fam.notebook}.{key}"] = torch.tensor([r.values[key] for r in rows],
+                                                            dtype=torch.float64)
+        tensors[f"{fam.notebook}.samples"] = torch.stack([r.samples for r in rows])
+        runs[fam.notebook] = {str(r.seed): str(r.run) for r in rows}
+    return checkpoint.save(path, tensors, {"runs": runs, "table": table})
+
+
+def load_results(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
+    """(tensors, meta) of a comparison saved by `save`."""
+    return checkpoint.load(path)
+
+
+def agrees_with_runs(results: Sequence[Result]) -> dict[str, bool]:
+    """{family name: the row's NLL, bits/dim and training time equal the run's metrics.json}.
+
+    Reads each metrics.json afresh, so it checks the whole path from the run to the table."""
+    out = {}
+    for r in results:
+        recorded = json.loads((r.run / jobs.METRICS).read_text())
+        same = r.values["train_seconds"] == recorded["train_seconds"]
+        for key, name in (("nll", r.family.nll_key), ("bpd", r.family.bpd_key)):
+            same &= (r.values[key] == recorded[name]) if name else math.isnan(r.values[key])
+        if "fcd" in recorded:
+            same &= r.values["fcd"] == recorded["fcd"]
+        out[r.family.name] = out.get(r.family.name, True) and same
+    return out
+
+
+# --- pictures -------------------------------------------------------------------------------
+
+
+def samples_side_by_side(grids: dict[str, torch.Tensor], nrow: int = 8) -> str:
+    """HTML: one captioned PNG grid per model, side by side (saved as text/html in a notebook)."""
+    from gentools.widgets.image import grid_png
+
+    cells = []
+    for name, images in grids.items():
+        png = b64encode(grid_png(images, nrow=nrow, scale=3)).decode("ascii")
+        cells.append(
+            f'<figure style="margin:4px;text-align:center"><img src="data:image/png;base64,{png}"'
+            f' alt="{html.escape(name)} samples"/><figcaption>{html.escape(name)}</figcaption>'
+            "</figure>"
+        )
+    return '<div style="display:flex;flex-wrap:wrap">' + "".join(cells) + "</div>"
+
+
+# the quality measures a chart can put against training time: label -> (COLUMNS key, axis title)
+QUALITY = {
+    "Fréchet distance": ("fcd", "Fréchet classifier distance (lower is better)"),
+    "bits/dim": ("bpd", "test NLL, bits/dim (lower is better; VAE and flow: bounds)"),
+    "coverage": ("coverage_min", "smallest class share (higher is better, 0.1 at best)"),
+}
+
+
+def _quality_points(summary: dict[str, dict], measure: str) -> list[dict]:
+    """One point per model for `measure` (a QUALITY label); NaN (no such number) hides it."""
+    if measure not in QUALITY:
+        raise ValueError(f"unknown quality measure {measure!r}; known: {', '.join(QUALITY)}")
+    key = QUALITY[measure][0]
+    points = []
+    for s in summary.values():
+        (t, t_sd), (q, q_sd) = s["train_seconds"], s[key]
+        shown = not math.isnan(q)
+        points.append(dict(
+            x=[t], y=[q if shown else None], visible=shown,
+            error_x={"type": "data", "array": [t_sd]},
+            error_y={"type": "data", "array": [q_sd if shown else 0.0]},
+        ))
+    return points
+
+
+def quality_vs_time(summary: dict[str, dict], measure: str = "Fréchet distance"):
+    """A plotly figure: a quality measure (a QUALITY label) against training time, one point
+    per model with error bars of one standard deviation over the seeds. A model without that
+    number (the GAN's NLL) is left out."""
+    import plotly.graph_objects as go
+
+    fig = go.Figure()
+    for name, point in zip(summary, _quality_points(summary, measure), strict=True):
+        fig.add_trace(go.Scatter(name=name, mode="markers+text", text=[name],
+                                 textposition="top center", marker={"size": 12}, **point))
+    fig.update_layout(
+        title="Quality against training time (mean ± std over the seeds)",
+        xaxis_title="training time (s)", yaxis_title=QUALITY[measure][1],
+        template="plotly_white", height=420, showlegend=False,
+    )
+    return fig
+
+
+class QualityChart:
+    """`quality_vs_time` as a widget: buttons pick the measure of quality and redraw.
+
+    `.measure` (ToggleButtons), `.fig` (FigureWidget), `.widget` (what the notebook shows).
+    """
+
+    def __init__(self, summary: dict[str, dict], measure: str = "bits/dim"):
+        import ipywidgets as widgets
+        import plotly.graph_objects as go
+
+        self.summary = summary
+        self.measure = widgets.ToggleButtons(options=list(QUALITY), value=measure,
+                                             description="quality")
+        self.fig = go.FigureWidget(quality_vs_time(summary, measure))
+        self.measure.observe(lambda change: self.show(change["new"]), names="value")
+        self.widget = widgets.VBox([self.measure, self.fig])
+
+    def _ipython_display_(self) -> None:
+        from IPython.display import display
+
+        display(self.widget)
+
+    def show(self, measure: str) -> None:
+        """Put `measure` (a QUALITY label) on the y axis."""
+        points = _quality_points(self.summary, measure)
+        with self.fig.batch_update():
+            for trace, point in zip(self.fig.data, points, strict=True):
+                trace.update(point)
+            self.fig.layout.yaxis.title.text = QUALITY[measure][1]

@@ -1,0 +1,202 @@
+"""The comparison across image families: mean ± std formatting, the table, and agreement of
+the table with each run's own metrics.json (real tiny runs of the notebooks)."""
+
+import json
+import math
+import shutil
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+from gentools import compare
+from gentools.data import load_images
+from gentools.metrics import digits_classifier
+from gentools.train import load_model
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def test_mean_std_is_the_sample_standard_deviation():
+    assert compare.mean_std([1.0, 2.0, 3.0]) == (2.0, 1.0)
+    assert compare.mean_std([5.0]) == (5.0, 0.0)
+    mean, std = compare.mean_std([1.0, math.nan])
+    assert math.isnan(mean) and math.isnan(std)
+
+
+def test_format_mean_std():
+    assert compare.format_mean_std(86.4213, 0.3149, 2, 3) == "86.42 ± 0.31"
+    assert compare.format_mean_std(1.94849, 0.0071, 3, 2) == "1.948 ± 0.007"
+    assert compare.format_mean_std(86.4213, 0.0, 2, 1) == "86.42"  # one seed: no spread
+    assert compare.format_mean_std(math.nan, math.nan, 2, 3) == "–"  # the GAN's NLL
+
+
+def fake_result(fam, seed, nll, fcd, parameters=100):
+    values = {key: float(seed) for key, _, _ in compare.COLUMNS}
+    values.update(nll=nll, bpd=nll, fcd=fcd)
+    return compare.Result(fam, seed, Path(f"/runs/{fam.notebook}/{seed}"), True, parameters,
+                          values, "recorded by the notebook", 1000, fam.kind,
+                          torch.zeros(32, 1, 8, 8))
+
+
+def test_table_shows_mean_and_std_over_seeds_per_family():
+    vae, gan = compare.family("vae"), compare.family("GAN")
+    results = [fake_result(vae, s, nll, 30.0 + s) for s, nll in enumerate((86.0, 87.0, 88.0))]
+    results += [fake_result(gan, s, math.nan, 29.0) for s in range(3)]
+    summary = compare.summarise(results)
+    assert summary["VAE"]["nll"] == (87.0, 1.0) and summary["VAE"]["n"] == 3
+    table = compare.markdown_table(summary)
+    vae_row = next(line for line in table.splitlines() if line.startswith("| VAE |"))
+    gan_row = next(line for line in table.splitlines() if line.startswith("| GAN |"))
+    assert "| 87.00 ± 1.00 |" in vae_row and "| 31.00 ± 1.00 |" in vae_row
+    assert "| – | – |" in gan_row and "| 29.00 ± 0.00 |" in gan_row
+    flat = compare.flat_metrics(summary)
+    assert flat["vae_nll_mean"] == 87.0 and "gan_nll_mean" not in flat
+
+
+def test_quality_chart_switches_the_measure_and_hides_missing_numbers():
+    vae, gan = compare.family("vae"), compare.family("GAN")
+    results = [fake_result(vae, s, nll, 30.0 + s) for s, nll in enumerate((86.0, 87.0, 88.0))]
+    results += [fake_result(gan, s, math.nan, 29.0) for s in range(3)]
+    summary = compare.summarise(results)
+    static = compare.quality_vs_time(summary)
+    assert [t.y for t in static.data] == [(31.0,), (29.0,)]
+    assert [t.x for t in static.data] == [(1.0,), (1.0,)]  # train_seconds: the seeds 0, 1, 2
+    chart = compare.QualityChart(summary)
+    assert chart.measure.value == "bits/dim"
+    vae_trace, gan_trace = chart.fig.data
+    assert vae_trace.y == (87.0,) and vae_trace.error_y.array == (1.0,) and vae_trace.visible
+    assert gan_trace.y == (None,) and gan_trace.visible is False
+    chart.measure.value = "Fréchet distance"  # what a click on the button does
+    assert [t.y for t in chart.fig.data] == [(31.0,), (29.0,)]
+    assert chart.fig.data[1].visible is True
+    assert "Fréchet" in chart.fig.layout.yaxis.title.text
+    with pytest.raises(ValueError, match="unknown quality measure"):
+        compare.quality_vs_time(summary, "sharpness")
+
+
+def test_seeds_must_agree_on_the_parameter_count():
+    vae = compare.family("vae")
+    results = [fake_result(vae, 0, 86.0, 30.0, 100), fake_result(vae, 1, 86.0, 30.0, 101)]
+    with pytest.raises(ValueError, match="parameter count"):
+        compare.summarise(results)
+
+
+def test_run_parameters_follow_the_notebook_and_the_size():
+    gan = compare.family("gan")
+    default = compare.run_parameters(gan, "default", 2, "auto", 1000)
+    assert default["size"] == "default" and default["seed"] == 2 and default["steps"] == 1500
+    assert "out_dir" not in default
+    tiny = compare.run_parameters(gan, "tiny", 0, "auto", 200)
+    assert tiny["size"] == "tiny" and tiny["steps"] == 20 and tiny["n_samples"] == 200
+
+
+@pytest.mark.slow
+def test_table_equals_each_runs_metrics_and_runs_are_reused(tmp_path):
+    fams = [compare.family("pixelcnn"), compare.family("vae")]
+    results = compare.collect(fams, [0], "tiny", tmp_path, n_samples=200, log=lambda _: None)
+    summary = compare.summarise(results)
+    for r in results:
+        recorded = json.loads((r.run / "metrics.json").read_text())
+        assert not r.reused and r.seed == 0
+        # exactly the run's numbers, in the per-seed values and in the one-seed summary
+        assert r.values["nll"] == recorded["test_nll"] == summary[r.family.name]["nll"][0]
+        assert r.values["bpd"] == recorded["test_bpd"]
+        assert r.values["train_seconds"] == recorded["train_seconds"]
+        cell = compare.format_mean_std(recorded["test_nll"], 0.0, 2, 1)
+        assert f"| {cell} |" in compare.markdown_table(summary)
+    assert compare.agrees_with_runs(results) == {"PixelCNN": True, "VAE": True}
+    pixel, vae = results
+    assert pixel.quality_source == "computed from the checkpoint" and pixel.n_samples == 200
+    assert vae.quality_source == "recorded by the notebook"
+    assert vae.values["fcd"] == json.loads((vae.run / "metrics.json").read_text())["fcd"]
+
+    # the recipe used for the PixelCNN and the flow reproduces what the VAE notebook records,
+    # up to float rounding (the reloaded model's samples go through the same classifier)
+    images = load_images("digits")
+    test_x01 = images.test.tensors[0].float() / (images.levels - 1)
+    model = load_model(vae.family.model, vae.run / "checkpoint.safetensors")
+    again = compare.sample_quality(model, 1000, 0, test_x01, digits_classifier())
+    assert again["fcd"] == pytest.approx(vae.values["fcd"], rel=1e-6)
+
+    # a second comparison reuses the completed runs instead of training again
+    before = sorted(tmp_path.glob("*/*"))
+    second = compare.collect(fams, [0], "tiny", tmp_path, n_samples=200, log=lambda _: None)
+    assert [r.run for r in second] == [r.run for r in results] and all(r.reused for r in second)
+    assert sorted(tmp_path.glob("*/*")) == before
+    assert [r.values for r in second] == [r.values for r in results]
+
+    # other parameters, a failed run or a changed notebook do not match
+    pixel_params = compare.run_parameters(fams[0], "tiny", 0, "auto", 200)
+    assert compare.find_run(tmp_path, fams[0], {**pixel_params, "seed": 1}) is None
+    manifest_path = pixel.run / "manifest.json"
+    manifest = json.loads(manifest_path.read_text())
+    manifest_path.write_text(json.dumps({**manifest, "status": "failed"}))
+    assert compare.find_run(tmp_path, fams[0], pixel_params) is None
+    manifest_path.write_text(json.dumps({**manifest, "notebook_sha256": "0" * 64}))
+    assert compare.find_run(tmp_path, fams[0], pixel_params) is None
+    manifest_path.write_text(json.dumps(manifest))
+    assert compare.find_run(tmp_path, fams[0], pixel_params) == pixel.run
+
+    # the saved comparison holds the per-seed values and the run folders
+    path = compare.save(tmp_path / "checkpoint.safetensors", results, "table")
+    tensors, meta = compare.load_results(path)
+    assert tensors["pixelcnn.nll"].tolist() == [pixel.values["nll"]]
+    assert meta["runs"]["vae"] == {"0": str(vae.run)} and meta["table"] == "table"
+
+
+def test_suite_registers_each_benchmark_once_and_renders_every_record(tmp_path, monkeypatch):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import suite
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    names = [b.name for b in suite.BENCHMARKS]
+    assert len(names) == len(set(names)) and "compare" in names
+    for bench in suite.BENCHMARKS:
+        assert (ROOT / bench.args[0]).is_file(), bench.args[0]
+    results = tmp_path / "results"
+    shutil.copytree(ROOT / "benchmarks" / "results", results)
+    (results / "compare.json").write_text(json.dumps({
+        "name": "compare", "command": "python benchmarks/compare.py --seeds 3",
+        "date": "2026-11-28", "started_at": "2026-11-28T04:05:02+00:00", "wall_seconds": 1234.0,
+        "load_before": [2.83, 2.17, 1.34], "load_after": [3.0, 2.9, 2.5],
+        "machine": {"cpu": "Some CPU", "cores": 2}, "git": {"commit": "abcdef0123", "dirty": True},
+        "returncode": 0, "markdown": "| model |\n| --- |\n| VAE |",
+    }))
+    (results / "threads.json").unlink()
+    monkeypatch.setattr(suite, "RESULTS", results)
+    text = suite.render()
+    compare_section = text.split("### All image families")[1].split("###")[0]
+    assert "`python benchmarks/compare.py --seeds 3`, 2026-11-28T04:05:02+00:00 UTC" in text
+    assert "load 2.83/2.17/1.34 before, 3.00/2.90/2.50 after" in compare_section
+    assert "commit abcdef01 (dirty)" in compare_section and "| VAE |" in compare_section
+    threads_section = text.split("### Torch threads")[1].split("###")[0]
+    assert "Not yet measured with the suite" in threads_section
+    assert "*Carried over, not yet re-run with the suite:*" in text
+
+
+def test_suite_records_a_benchmark_and_keeps_the_last_good_record_on_failure(
+    tmp_path, monkeypatch
+):
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import suite
+    finally:
+        sys.path.remove(str(ROOT / "benchmarks"))
+    monkeypatch.setattr(suite, "RESULTS", tmp_path / "results")
+    script = tmp_path / "demo.py"
+    script.write_text('print("| rate |\\n| --- |\\n| 42 |")\n')
+    bench = suite.Benchmark("demo", "Speed", "Demo", (str(script),))
+    record = suite.run(bench)
+    stored = json.loads((tmp_path / "results" / "demo.json").read_text())
+    assert stored == record and record["returncode"] == 0
+    assert record["markdown"] == "| rate |\n| --- |\n| 42 |"
+    assert record["command"] == f"python {script}" and record["machine"]["cores"]
+    assert len(record["load_before"]) == 3 and record["load_peak"] >= 0
+    script.write_text("raise SystemExit('broken')\n")
+    failed = suite.run(bench)
+    assert failed["returncode"] == 1 and "broken" in failed["stderr_tail"]
+    assert json.loads((tmp_path / "results" / "demo.json").read_text()) == record
+    assert (tmp_path / "results" / "demo.failed.json").is_file()
