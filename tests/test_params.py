@@ -151,6 +151,21 @@ def test_notebook_without_parameters_cell(tmp_path: Path) -> None:
         notebook_parameters(tmp_path / "plain.ipynb")
 
 
+
+def test_a_file_that_is_not_a_notebook_is_refused_clearly(tmp_path: Path) -> None:
+    (tmp_path / "cut.ipynb").write_text('{"cells": [{"cell_type": "code", "sou')
+    (tmp_path / "list.ipynb").write_text("[1, 2]")
+    for name in ("cut.ipynb", "list.ipynb"):
+        with pytest.raises(ParameterError, match="not a Jupyter notebook"):
+            notebook_parameters(tmp_path / name)
+
+
+def test_every_notebook_reads_as_nbformat_reads_it() -> None:
+    for path in sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb")):
+        nb = nbformat.read(path, as_version=4)
+        (cell,) = [c for c in nb.cells if "parameters" in c.metadata.get("tags", [])]
+        assert notebook_parameters(path) == parse_parameters_source(cell.source, origin=path.name)
+
 # --- values ----------------------------------------------------------------------------
 
 
