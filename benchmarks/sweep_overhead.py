@@ -10,7 +10,7 @@ a fresh process, as a user would type it. Variants, in this order:
   (the cost of the sweep machinery itself: cluster start, scheduling, results);
 - `gentools sweep spec.yaml --workers 2`: the local cluster's default on 2 cores.
 
-    python benchmarks/sweep_overhead.py [--repeats 1]
+    python benchmarks/sweep_overhead.py [--repeats 3]
 """
 
 from __future__ import annotations
@@ -54,7 +54,7 @@ def swept(out: Path, spec: Path, workers: int) -> float:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--repeats", type=int, default=1)
+    ap.add_argument("--repeats", type=int, default=3)
     args = ap.parse_args()
     os.environ.setdefault("TQDM_DISABLE", "1")
     times: dict[str, list[float]] = {"run x6": [], "sweep, 1 worker": [], "sweep, 2 workers": []}

@@ -32,7 +32,7 @@ from gentools import jobs, repro
 from gentools.data import text
 from gentools.models.bert import BERT
 from gentools.models.gpt import GPT
-from gentools.train import Callback, TrainConfig, batch_indices, fit, take
+from gentools.train import Callback, TrainConfig, batch_indices, compile_in_place, fit, take
 
 NANOGPT = dict(block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0, beta2=0.99)
 
@@ -89,16 +89,15 @@ def interleaved_step_ms(data, cfg: TrainConfig, iters: int = 200) -> tuple[dict,
     the three alternated; and the seconds the first compiled step took (compiling).
 
     gentools: `fit`'s batching (a seeded permutation of the block grid), the model's own
-    optimizer (fused AdamW), clip, step; compiled: the same with every child module compiled in
-    place, as `TrainConfig.compile` does. nanoGPT's train.py on CPU: random offsets into the
+    optimizer (fused AdamW), clip, step; compiled: the same after `train.compile_in_place`, as
+    `TrainConfig.compile` does. nanoGPT's train.py on CPU: random offsets into the
     token stream, torch AdamW without `fused` (nanoGPT asks for it on CUDA only), decay on
     >= 2-D parameters, clip, step."""
     repro.set_threads(cfg.threads)
     torch.manual_seed(0)
     models = {key: GPT(GPT.Config(vocab_size=data.vocab_size, **NANOGPT)).train()
               for key in ("ours", "compiled")}
-    for child in models["compiled"].children():
-        child.compile()
+    compile_in_place(models["compiled"])
     opts = {key: m.configure_optimizers(cfg.lr, cfg.weight_decay)["main"]
             for key, m in models.items()}
     base = GPT(GPT.Config(vocab_size=data.vocab_size, **NANOGPT)).train()

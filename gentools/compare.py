@@ -96,10 +96,8 @@ def family(name: str) -> Family:
 
 def tiny_parameters(notebook: str) -> dict:
     """The tiny configuration a notebook stores in its metadata (gentools.test_parameters)."""
-    import nbformat
-
-    nb = nbformat.read(jobs.find_notebook(notebook), as_version=4)
-    return dict(nb.metadata.get("gentools", {}).get("test_parameters", {}))
+    nb = json.loads(jobs.find_notebook(notebook).read_text(encoding="utf-8"))
+    return dict(nb.get("metadata", {}).get("gentools", {}).get("test_parameters", {}))
 
 
 def run_parameters(fam: Family, size: str, seed: int, device: str, n_samples: int) -> dict:

@@ -16,6 +16,7 @@ import contextlib
 import functools
 import math
 import time
+import types
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,22 @@ def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
     return torch.randperm(n, generator=torch.Generator().manual_seed(seed * 100_003 + epoch))
 
 
+def compile_in_place(model: torch.nn.Module) -> None:
+    """torch.compile the forward of every module the model calls: its children, and the
+    members of children that are ModuleLists or ModuleDicts (a container is never called).
+
+    Each module keeps its place and its parameter names, so checkpoints stay the same.
+    The forward is replaced rather than calling ``Module.compile``, which left the module
+    uncompiled in torch 2.13 (dynamo skipped the frame and no graph was captured). The
+    compiled function is bound as a method, so a deepcopy of the model runs its own weights.
+    """
+    for child in model.children():
+        if isinstance(child, (torch.nn.ModuleList, torch.nn.ModuleDict)):
+            compile_in_place(child)
+        else:
+            child.forward = types.MethodType(torch.compile(type(child).forward), child)
+
+
 def take(dataset: Dataset, idx: torch.Tensor) -> Any:
     """A batch of `dataset` at `idx`: sliced directly for a TensorDataset."""
     if isinstance(dataset, TensorDataset):
@@ -150,8 +167,7 @@ def fit(model, data, cfg: TrainConfig, callbacks: list | tuple = ()) -> State:
     device = repro.resolve_device(cfg.device)
     model.to(device)
     if cfg.compile:
-        for child in model.children():
-            child.compile()  # in place: parameter names and checkpoints stay the same
+        compile_in_place(model)
     state = State(model, model.configure_optimizers(cfg.lr, cfg.weight_decay), cfg, device)
     for opt in state.optimizers.values():
         for group in opt.param_groups:

@@ -6,6 +6,8 @@ parameters (`gentools.test_parameters` in its metadata) injected after its param
 papermill injects them, and its `out_dir` pointed inside the temp folder. The test runs all
 cells, checks there is no error and no widget that failed to render, checks the widgets that
 SHOWS lists are there, drives one control and checks that the output it drives changed.
+The compare notebook reuses the tiny runs that one `gentools sweep` makes in the background
+(`tiny_runs`), and a last test opens the VAE's executed run from that sweep without running it.
 
 Every notebook in notebooks/ needs an entry in SHOWS: a notebook without one fails, with a
 message that says what to add. Screenshots land in $GENTOOLS_SCREENSHOTS, or in a pytest temp
@@ -24,6 +26,7 @@ from pathlib import Path
 
 import nbformat
 import pytest
+import yaml
 from browser_lab import (
     CHROMIUM,
     CHROMIUM_ARGS,
@@ -41,7 +44,9 @@ from browser_lab import (
 from papermill.iorw import load_notebook_node
 from papermill.parameterize import parameterize_notebook
 
-NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
+# compare.ipynb last: by then the sweep it reuses (`tiny_runs`) has run beside the other tests
+NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"),
+                   key=lambda p: (p.stem == "compare", p.stem))
 PAGE_TIMEOUT_MS = 90_000  # one page action or wait; the machine may be loaded
 RUN_ALL_S = 420  # one notebook's Run All at its tiny size
 CHANGE_S = 120  # from driving a control to seeing its output change
@@ -69,6 +74,7 @@ class Shows:
     images: int  # ipywidgets Image widgets holding pixels
     drive: Drive
     audio: int = 0  # ipywidgets Audio players
+    reuses: int = 0  # runs the notebook must find in the `tiny_runs` sweep and reuse
 
 
 SHOWS = {
@@ -87,7 +93,7 @@ SHOWS = {
     "bert": Shows(sliders=1, buttons=("Finished",), plots=4, images=0,
                   drive=Drive("slider", "top-k", "plot")),
     "compare": Shows(sliders=0, buttons=("Fréchet distance", "bits/dim"), plots=2, images=0,
-                     drive=Drive("button", "Fréchet distance", "plot")),
+                     drive=Drive("button", "Fréchet distance", "plot"), reuses=4),
 }
 
 MISSING = (
@@ -152,6 +158,45 @@ def browser(lab):
             chromium.close()
     finally:
         pw.stop()
+
+
+@pytest.fixture(scope="module")
+def tiny_runs(lab):
+    """A function that returns the runs/ folder holding the seed-0 tiny runs of the four image
+    notebooks, with the parameters compare.ipynb asks for at size tiny.
+
+    `gentools sweep` makes them on 2 workers, started in the background when the first browser
+    test asks for this fixture; the function waits for it. Each is a `gentools run` of its
+    notebook (papermill, run folder, manifest). The compare notebook finds and reuses them, and
+    the VAE run is the executed notebook that test_executed_run_shows_static_training_curves
+    opens.
+    """
+    from gentools import compare
+
+    runs = lab.root / "runs"
+    n_samples = tiny_parameters(next(p for p in NOTEBOOKS if p.stem == "compare"))["n_samples"]
+    spec = {"name": "tiny", "notebooks": {
+        fam.notebook: compare.run_parameters(fam, "tiny", 0, "auto", n_samples)
+        for fam in compare.FAMILIES}}
+    path = lab.folder / "tiny-runs.yaml"
+    path.write_text(yaml.safe_dump(spec))
+    sweep = subprocess.Popen(
+        [sys.executable, "-m", "gentools", "sweep", str(path), "--out", str(runs),
+         "--workers", "2", "--no-progress"],
+        cwd=lab.root, env=lab.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+
+    def finished() -> Path:
+        output, _ = sweep.communicate(timeout=600)
+        assert sweep.returncode == 0, output[-6000:]
+        return runs
+
+    try:
+        yield finished
+    finally:
+        if sweep.poll() is None:
+            sweep.kill()
+        sweep.communicate()
 
 
 @pytest.fixture(scope="module")
@@ -227,9 +272,11 @@ def wait_until(read, done, timeout_s: float, what: str):
     return value
 
 
-def prepare(notebook: Path, lab: Lab) -> str:
-    """Copy `notebook` into the server's folder with its tiny parameters injected."""
-    params = {**tiny_parameters(notebook), "out_dir": str(lab.folder / "out" / notebook.stem)}
+def prepare(notebook: Path, lab: Lab, **extra) -> str:
+    """Copy `notebook` into the server's folder with its tiny parameters (and `extra`)
+    injected."""
+    params = {**tiny_parameters(notebook), "out_dir": str(lab.folder / "out" / notebook.stem),
+              **extra}
     nb = parameterize_notebook(load_notebook_node(str(notebook)), params)
     nbformat.write(nb, lab.root / notebook.name)
     return notebook.name
@@ -242,13 +289,19 @@ def test_widgets_render_and_respond(notebook, request):
     shows = SHOWS[notebook.stem]
     lab, browser = request.getfixturevalue("lab"), request.getfixturevalue("browser")
     screenshots = request.getfixturevalue("screenshots")
-    path = prepare(notebook, lab)
+    tiny_runs = request.getfixturevalue("tiny_runs")  # the first test starts the sweep
+    extra = {"runs_dir": str(tiny_runs())} if shows.reuses else {}
+    path = prepare(notebook, lab, **extra)
     context, page = page_for(browser, lab, path)
     try:
         wait_kernel_idle(page, PAGE_TIMEOUT_MS)
         prompts = run_all(page, RUN_ALL_S)
         assert error_texts(page) == []
         assert all(re.fullmatch(r"\[\d+\]:", p) for p in prompts), f"not every cell ran: {prompts}"
+        if shows.reuses:
+            reused = f"0 runs made, {shows.reuses} reused"
+            outputs = page.locator(".jp-OutputArea").all_inner_texts()
+            assert any(reused in text for text in outputs), f"expected {reused!r}: {outputs}"
 
         plots = page.locator(".js-plotly-plot").evaluate_all(PLOT_DRAWN)
         images = wait_until(
@@ -292,16 +345,8 @@ def test_widgets_render_and_respond(notebook, request):
 
 
 @pytest.mark.browser
-def test_executed_run_shows_static_training_curves(lab, browser, screenshots):
-    vae = next(p for p in NOTEBOOKS if p.stem == "vae")
-    pairs = [x for k, v in tiny_parameters(vae).items() for x in ("-p", k, str(v))]
-    done = subprocess.run(
-        [sys.executable, "-m", "gentools", "run", "vae", *pairs, "--no-progress",
-         "--out", str(lab.root / "runs")],
-        cwd=lab.root, env=lab.env, capture_output=True, text=True, timeout=600,
-    )
-    assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    (executed,) = (lab.root / "runs" / "vae").glob("*/vae.ipynb")
+def test_executed_run_shows_static_training_curves(lab, browser, screenshots, tiny_runs):
+    (executed,) = (tiny_runs() / "vae").glob("*/vae.ipynb")
     stored = nbformat.read(executed, as_version=4)
     assert "widgets" not in stored.metadata  # only static figures are left to show the curves
     path = executed.relative_to(lab.root).as_posix()

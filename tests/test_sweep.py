@@ -280,31 +280,58 @@ class Line(torch.nn.Module):
         return out
 
 
-def test_compile_option_compiles_submodules_in_place(monkeypatch, tmp_path: Path) -> None:
+class Stack(Line):
+    """Line's contract over blocks in a ModuleList, the way the Transformers hold theirs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = torch.nn.ModuleList(
+            torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Tanh()) for _ in range(2))
+
+    def loss(self, batch) -> dict:
+        x, y = batch
+        for block in self.blocks:
+            x = x + block(x)
+        return {"loss": (self.net(x).squeeze(-1) - y).pow(2).mean()}
+
+
+def test_compile_option_compiles_every_called_module_in_place(monkeypatch, tmp_path) -> None:
+    import copy
     from types import SimpleNamespace
 
     from torch.utils.data import TensorDataset
 
-    compiled = []
-    original = torch.nn.Module.compile
+    compiled, graphs = [], []
+    original = torch.compile
 
-    def eager_compile(self, *args, **kwargs):  # the real torch.compile, without a C++ toolchain
-        compiled.append(type(self).__name__)
-        return original(self, backend="eager")
+    def counting(graph, example_inputs):  # a torch.compile backend that runs the graph eagerly
+        graphs.append(graph)
+        return graph.forward
 
-    monkeypatch.setattr(torch.nn.Module, "compile", eager_compile)
+    def compile_eagerly(fn, **kwargs):  # the real torch.compile, without a C++ toolchain
+        compiled.append(fn.__qualname__)
+        return original(fn, backend=counting)
+
+    monkeypatch.setattr(torch, "compile", compile_eagerly)
     x = torch.randn(64, 3, generator=torch.Generator().manual_seed(0))
     data = SimpleNamespace(train=TensorDataset(x, x.sum(1)), val=TensorDataset(x[:8], x[:8].sum(1)))
     weights = {}
     for flag in (False, True):
         torch.manual_seed(0)
-        model = Line()
+        model = Stack()
         cfg = TrainConfig(steps=5, batch_size=8, eval_every=5, progress=False, compile=flag,
                           out_dir=str(tmp_path / str(flag)))  # fmt: skip
         fit(model, data, cfg)
         weights[flag] = {k: v.clone() for k, v in model.state_dict().items()}
-    assert compiled == ["Linear"]
-    assert list(weights[True]) == list(weights[False]) == ["net.weight", "net.bias"]
+    # the ModuleList is never called, so its members are compiled, not the list
+    assert compiled == ["Linear.forward", "Sequential.forward", "Sequential.forward"]
+    assert len(graphs) >= 3  # each compiled module ran through the compiler
+    twin = copy.deepcopy(model)  # runs its own weights, not the original's
+    for p in twin.parameters():
+        p.data.zero_()
+    assert torch.equal(twin.net(x), torch.zeros(64, 1)) and model.net(x).abs().sum() > 0
+    assert list(weights[True]) == list(weights[False])
+    assert list(weights[True])[:2] == ["net.weight", "net.bias"]
     assert all(torch.allclose(weights[True][k], weights[False][k]) for k in weights[True])
 
 
