@@ -53,6 +53,7 @@ __all__ = [
     "platform_info",
     "list_notebooks",
     "notebooks_dir",
+    "nvidia_smi",
     "gpu_record",
     "read_json",
     "record",
@@ -195,19 +196,27 @@ def list_notebooks() -> dict[str, dict[str, Param]]:
 # --- provenance ------------------------------------------------------------------------
 
 
-def _git(args: list[str], cwd: Path) -> str | None:
+def _output(cmd: list[str], cwd: Path | None = None) -> str | None:
+    """The stdout of ``cmd``, or None when it cannot start, fails or runs over 30 s."""
     try:
-        done = subprocess.run(
-            ["git", "--no-optional-locks", *args],
-            cwd=cwd,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
+        done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=30,
+                              check=False)
     except (OSError, subprocess.TimeoutExpired):
         return None
     return done.stdout if done.returncode == 0 else None
+
+
+def _git(args: list[str], cwd: Path) -> str | None:
+    return _output(["git", "--no-optional-locks", *args], cwd)
+
+
+def nvidia_smi(fields: str) -> list[list[str]]:
+    """``nvidia-smi --query-gpu=FIELDS``: one row of stripped fields per GPU; [] without
+    nvidia-smi or without a GPU."""
+    smi = shutil.which("nvidia-smi")
+    out = _output([smi, f"--query-gpu={fields}", "--format=csv,noheader"]) if smi else None
+    return [[f.strip() for f in line.split(",")] for line in (out or "").splitlines()
+            if line.strip()]
 
 
 def git_state(folder: Path) -> dict[str, object]:
@@ -250,26 +259,12 @@ def smi_gpu(environ: Mapping[str, str] | None = None) -> dict[str, str] | None:
     without a GPU, or when ``CUDA_VISIBLE_DEVICES`` hides them all.
     """
     environ = os.environ if environ is None else environ
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return None
-    try:
-        done = subprocess.run(
-            [smi, "--query-gpu=index,uuid,name,driver_version", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    rows = [[f.strip() for f in line.split(",")] for line in done.stdout.splitlines()]
-    rows = [row for row in rows if len(row) == 4]
+    rows = [row for row in nvidia_smi("index,uuid,name,driver_version") if len(row) == 4]
     visible = environ.get("CUDA_VISIBLE_DEVICES")
     if visible is not None:
         wanted = visible.split(",")[0].strip()
         rows = [row for row in rows if wanted in (row[0], row[1])]
-    if done.returncode != 0 or not rows:
+    if not rows:
         return None
     return {"name": rows[0][2], "driver": rows[0][3]}
 

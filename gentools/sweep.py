@@ -29,8 +29,6 @@ import csv
 import html
 import itertools
 import os
-import shutil
-import subprocess
 import uuid
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -318,20 +316,7 @@ def detect_gpus(environ: Mapping[str, str] | None = None) -> list[str]:
     if visible is not None:
         ids = [v.strip() for v in visible.split(",") if v.strip()]
         return list(itertools.takewhile(lambda v: v != "-1", ids))
-    smi = shutil.which("nvidia-smi")
-    if smi is None:
-        return []
-    try:
-        done = subprocess.run(
-            [smi, "--query-gpu=index", "--format=csv,noheader"],
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    except (OSError, subprocess.TimeoutExpired):
-        return []
-    return done.stdout.split() if done.returncode == 0 else []
+    return [row[0] for row in jobs.nvidia_smi("index")]
 
 
 def worker_specs(gpus: Sequence[str], workers: int | None = None) -> dict[str, dict]:

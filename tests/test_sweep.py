@@ -217,6 +217,26 @@ def test_worker_specs_give_each_worker_one_gpu() -> None:
     assert list(sweep.worker_specs(["3", "5"])) == ["gpu-3", "gpu-5"]
 
 
+def test_gpus_are_read_from_nvidia_smi(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    fake = tmp_path / "nvidia-smi"  # answers like nvidia-smi on a machine with two GPUs
+    fake.write_text(
+        "#!/bin/sh\n"
+        'case "$1" in\n'
+        "  --query-gpu=index) printf '0\\n1\\n' ;;\n"
+        "  *) printf '0, GPU-aaa, NVIDIA H100 80GB HBM3, 550.54\\n"
+        "1, GPU-bbb, NVIDIA H100 80GB HBM3, 550.54\\n' ;;\n"
+        "esac\n"
+    )
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    assert sweep.detect_gpus({}) == ["0", "1"]
+    assert jobs.smi_gpu({}) == {"name": "NVIDIA H100 80GB HBM3", "driver": "550.54"}
+    assert jobs.smi_gpu({"CUDA_VISIBLE_DEVICES": "GPU-bbb"})["name"] == "NVIDIA H100 80GB HBM3"
+    assert jobs.smi_gpu({"CUDA_VISIBLE_DEVICES": "7"}) is None  # hidden: no such GPU
+    fake.write_text("#!/bin/sh\nexit 9\n")  # a broken driver
+    assert sweep.detect_gpus({}) == [] and jobs.smi_gpu({}) is None
+
+
 def test_detect_gpus_reads_cuda_visible_devices() -> None:
     assert sweep.detect_gpus({"CUDA_VISIBLE_DEVICES": "2,3"}) == ["2", "3"]
     assert sweep.detect_gpus({"CUDA_VISIBLE_DEVICES": ""}) == []
