@@ -15,8 +15,7 @@ writes `<name>.failed.json`.
 
 To add a benchmark: write `benchmarks/NAME.py` that prints its tables (medians of repeated
 runs for timings; ratios measured in the same run), and add one `Benchmark(...)` line to
-BENCHMARKS below. Records marked "carried_over" hold figures measured before the suite
-existed, with their original date and command; the suite replaces them when it runs them.
+BENCHMARKS below.
 """
 
 from __future__ import annotations
@@ -209,9 +208,6 @@ def describe_machine(m: dict) -> str:
 
 
 def provenance(record: dict) -> str:
-    if record.get("carried_over"):
-        return (f"*Carried over, not yet re-run with the suite:* measured {record['date']} by "
-                f"`{record['command']}` on {record['machine_text']}.")
     load = lambda xs: "/".join(f"{x:.2f}" for x in xs)  # noqa: E731
     git = record.get("git") or {}
     commit = (git.get("commit") or "?")[:8] + (" (dirty)" if git.get("dirty") else "")

@@ -174,7 +174,6 @@ def test_suite_registers_each_benchmark_once_and_renders_every_record(tmp_path, 
     assert "commit abcdef01 (dirty)" in compare_section and "| VAE |" in compare_section
     threads_section = text.split("### Torch threads")[1].split("###")[0]
     assert "Not yet measured with the suite" in threads_section
-    assert "*Carried over, not yet re-run with the suite:*" in text
 
 
 def test_suite_records_a_benchmark_and_keeps_the_last_good_record_on_failure(
