@@ -38,7 +38,7 @@ from gentools.models.flow import Flow
 from gentools.models.gan import GAN
 from gentools.models.pixelcnn import PixelCNN
 from gentools.models.vae import VAE
-from gentools.params import notebook_parameters, validate
+from gentools.params import notebook_parameters, tiny_parameters, validate
 from gentools.train import load_model
 
 
@@ -94,12 +94,6 @@ def family(name: str) -> Family:
     raise ValueError(f"unknown family {name!r}; known: {', '.join(f.notebook for f in FAMILIES)}")
 
 
-def tiny_parameters(notebook: str) -> dict:
-    """The tiny configuration a notebook stores in its metadata (gentools.test_parameters)."""
-    nb = json.loads(jobs.find_notebook(notebook).read_text(encoding="utf-8"))
-    return dict(nb.get("metadata", {}).get("gentools", {}).get("test_parameters", {}))
-
-
 def run_parameters(fam: Family, size: str, seed: int, device: str, n_samples: int) -> dict:
     """The full parameters of the run that the comparison wants, validated, out_dir left out.
 
@@ -108,7 +102,7 @@ def run_parameters(fam: Family, size: str, seed: int, device: str, n_samples: in
     """
     path = jobs.find_notebook(fam.notebook)
     spec = notebook_parameters(path)
-    asked = tiny_parameters(fam.notebook) if size == "tiny" else {"size": size}
+    asked = tiny_parameters(path) if size == "tiny" else {"size": size}
     asked.update(seed=seed, device=device)
     if "n_samples" in spec:
         asked["n_samples"] = n_samples

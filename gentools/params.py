@@ -318,6 +318,13 @@ def notebook_parameters(path: str | os.PathLike[str]) -> dict[str, Param]:
                                    origin=path.name)
 
 
+def tiny_parameters(path: str | os.PathLike[str]) -> dict[str, object]:
+    """The tiny configuration a notebook stores in its metadata (``gentools.test_parameters``),
+    which the tests inject after its parameters cell; {} when it stores none."""
+    notebook = json.loads(Path(path).read_text(encoding="utf-8"))
+    return dict(notebook.get("metadata", {}).get("gentools", {}).get("test_parameters", {}))
+
+
 # --- values ----------------------------------------------------------------------------
 
 

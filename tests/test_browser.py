@@ -44,6 +44,8 @@ from browser_lab import (
 from papermill.iorw import load_notebook_node
 from papermill.parameterize import parameterize_notebook
 
+from gentools.params import tiny_parameters
+
 # compare.ipynb last: by then the sweep it reuses (`tiny_runs`) has run beside the other tests
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"),
                    key=lambda p: (p.stem == "compare", p.stem))
@@ -103,10 +105,6 @@ MISSING = (
     'images=0, drive=Drive("slider", "<slider description>", "plot")),'
 )
 
-
-def tiny_parameters(path: Path) -> dict:
-    nb = nbformat.read(path, as_version=4)
-    return nb.metadata.get("gentools", {}).get("test_parameters", {})
 
 
 def test_every_notebook_has_an_entry():

@@ -19,15 +19,11 @@ from papermill.iorw import load_notebook_node
 from papermill.parameterize import parameterize_notebook
 
 from gentools import jobs
-from gentools.params import notebook_parameters, validate
+from gentools.params import notebook_parameters, tiny_parameters, validate
 
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
 CHECK = "# NBVAL_CHECK_OUTPUT"
 
-
-def tiny_parameters(path):
-    nb = nbformat.read(path, as_version=4)
-    return nb.metadata.get("gentools", {}).get("test_parameters", {})
 
 
 @pytest.fixture(params=NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
