@@ -13,7 +13,8 @@ setup: $(VENV)/.installed
 run: setup  ## train the VAE on the embedded digits as a papermill job
 	$(BIN)/gentools run vae
 
-test: setup  ## the whole test suite: lint, unit tests, every notebook under nbval and papermill
+test: setup  ## the whole test suite: lint, unit tests, every notebook under nbval and papermill, browser
+	bash scripts/need_chromium.sh
 	$(BIN)/python -m pytest
 
 quick: setup  ## the fast tests only

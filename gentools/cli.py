@@ -1,12 +1,14 @@
 """Command line: ``gentools run|sweep|list|show`` over the notebooks in ``notebooks/``.
 
     gentools run vae -p steps 200 -p device cpu [--out runs] [--no-progress]
+    gentools run --resume runs/vae/20250101-120000-1a2b3c4d
     gentools sweep sweep.yaml [--scheduler ADDRESS] [--workers N] [--out runs]
     gentools list
     gentools show runs/vae/20250101-120000-1a2b3c4d
 
 Exit codes: 0 success, 1 the notebook (for a sweep: any run) failed, 2 bad parameters,
-a bad sweep spec or a missing file (reported before any kernel starts). Imports stay
+a bad sweep spec, a missing file or a folder that cannot be resumed (reported before any
+kernel starts), 128 + N when signal N (SIGTERM: 143, SIGINT: 130) interrupted the run. Imports stay
 light (no torch; papermill and Dask only when something runs).
 """
 
@@ -31,7 +33,10 @@ def build_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True)
 
     run = commands.add_parser("run", help="execute a notebook into a new run folder")
-    run.add_argument("notebook", help='notebook name ("vae", "vae.ipynb") or path')
+    run.add_argument("notebook", nargs="?", help='notebook name ("vae", "vae.ipynb") or path')
+    run.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+                     help="continue an unfinished run in its folder, from its last checkpoint "
+                     "and with the parameters in its manifest")
     run.add_argument(
         "-p",
         "--param",
@@ -80,11 +85,19 @@ def _first_checkpoint(run_dir: Path) -> Path | None:
 
 
 def _cmd_run(args: argparse.Namespace) -> int:
-    notebook = jobs.find_notebook(args.notebook)
-    values = _parameters(notebook, args.param)
-    run_dir = jobs.run(
-        notebook, values, out=args.out, progress=not args.no_progress, kernel_name=args.kernel
-    )
+    if args.resume is not None:
+        if args.notebook or args.param or args.out:
+            raise ParameterError("--resume takes the notebook and its parameters from the run's "
+                                 "manifest: give only the run folder")
+        run_dir = jobs.resume(args.resume, progress=not args.no_progress, kernel_name=args.kernel)
+    elif args.notebook is None:
+        raise ParameterError("give a notebook to run (see `gentools list`) or --resume RUN_DIR")
+    else:
+        notebook = jobs.find_notebook(args.notebook)
+        values = _parameters(notebook, args.param)
+        run_dir = jobs.run(
+            notebook, values, out=args.out, progress=not args.no_progress, kernel_name=args.kernel
+        )
     manifest = jobs.read_json(run_dir / jobs.MANIFEST)
     metrics = run_dir / jobs.METRICS
     checkpoint = _first_checkpoint(run_dir)
@@ -152,6 +165,9 @@ def _cmd_show(args: argparse.Namespace) -> int:
     print(f"run: {run_dir}")
     print(f"notebook: {manifest.get('notebook')}")
     print(f"status: {manifest.get('status')}")
+    attempts = manifest.get("attempts") or []
+    if len(attempts) > 1:
+        print("attempts: " + ", ".join(str(a.get("status")) for a in attempts))
     error = manifest.get("error")
     if error:
         print(f"error: {error.get('ename')}: {error.get('evalue')}")
@@ -180,12 +196,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (ParameterError, FileNotFoundError) as exc:
+    except (ParameterError, FileNotFoundError, jobs.NotResumable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except jobs.RunFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
-        return 1
+        return 128 + exc.signal if exc.signal else 1
 
 
 if __name__ == "__main__":

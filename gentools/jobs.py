@@ -21,11 +21,14 @@ import numbers
 import os
 import platform
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 from collections.abc import Mapping
+from contextlib import contextmanager
 from datetime import datetime, timezone
 from importlib import metadata
 from pathlib import Path
@@ -42,6 +45,7 @@ __all__ = [
     "MANIFEST",
     "METRICS",
     "ENVIRONMENT",
+    "NotResumable",
     "RunFailed",
     "atomic_write_json",
     "available_notebooks",
@@ -57,6 +61,7 @@ __all__ = [
     "gpu_record",
     "read_json",
     "record",
+    "resume",
     "run",
     "run_digest",
     "run_status",
@@ -83,18 +88,32 @@ PACKAGES = (
 
 
 class RunFailed(RuntimeError):
-    """A notebook run raised; the executed notebook and a "failed" manifest are kept."""
+    """A run ended without completing: a cell raised, the kernel died, or a signal stopped it.
 
-    def __init__(self, run_dir: Path, executed: Path, ename: str, evalue: str) -> None:
+    The executed notebook and the manifest ("failed" or "interrupted", with the error and
+    its traceback) are kept; ``signal`` is the signal that stopped the run, if one did.
+    """
+
+    def __init__(
+        self, run_dir: Path, executed: Path, ename: str, evalue: str, signal: int | None = None
+    ) -> None:
         self.run_dir = run_dir
         self.executed_notebook = executed
         self.ename = ename
         self.evalue = evalue
+        self.signal = signal
+        what = f"run interrupted by signal {signal}" if signal else "run failed"
+        evalue = evalue.splitlines()[0] if evalue else ""
         super().__init__(
-            f"run failed with {ename}: {evalue}\n"
+            f"{what} with {ename}: {evalue}\n"
             f"run folder: {run_dir}\n"
-            f"executed notebook (see the failing cell): {executed}"
+            f"executed notebook (see the failing cell): {executed}\n"
+            f"resume it with: gentools run --resume {run_dir}"
         )
+
+
+class NotResumable(ValueError):
+    """``resume`` was pointed at a folder that is not an unfinished run."""
 
 
 # --- small helpers ---------------------------------------------------------------------
@@ -405,8 +424,9 @@ def run(
     new one each time. With ``reuse=True`` (what sweeps use) it is ``<stem>/<digest>``:
     a folder left by an unfinished or failed run of the same digest is emptied and run
     again, and one that holds a completed run raises FileExistsError.
-    Raises ParameterError (before any kernel starts) for bad parameters, RunFailed
-    when a cell raises; any other error also marks the manifest "failed" and propagates.
+    Raises ParameterError (before any kernel starts) for bad parameters, and RunFailed
+    when the run does not complete (a cell raised, the kernel died, SIGTERM or SIGINT);
+    its manifest then says "failed" or "interrupted", and ``resume`` continues it.
     """
     source = find_notebook(notebook)
     spec, values = _validated(source, dict(parameters or {}))
@@ -419,11 +439,10 @@ def run(
     else:
         run_dir = _make_run_dir(parent, f"{started:%Y%m%d-%H%M%S}-{digest}")
     values[OUT_DIR] = str(run_dir)
-    executed = run_dir / f"{source.stem}.ipynb"
     manifest: dict[str, object] = {
         "notebook": str(source),
         "notebook_sha256": sha256_file(source),
-        "executed_notebook": executed.name,
+        "executed_notebook": f"{source.stem}.ipynb",
         "run_id": run_dir.name,
         "digest": digest,
         "status": "running",
@@ -439,27 +458,160 @@ def run(
         "started_at": started.isoformat(),
         "finished_at": None,
         "wall_time_s": None,
+        "attempts": [],
         "outputs": {},
     }
-    atomic_write_json(run_dir / MANIFEST, manifest)
     injected = {k: v for k, v in values.items() if k == OUT_DIR or v != spec[k].default}
-    clock = time.monotonic()
+    return _attempt(source, run_dir, manifest, injected, kernel_name, progress)
+
+
+def resumable(run_dir: str | os.PathLike[str]) -> dict[str, object]:
+    """The manifest of the unfinished run in ``run_dir``; NotResumable says why it is not one.
+
+    A run can be resumed when its manifest is not "completed", no live process on this
+    host still runs it, its notebook is unchanged, and the notebook has a ``resume``
+    parameter. Without a checkpoint it restarts from step 0 in the same folder.
+    """
+    run_dir = Path(run_dir)
     try:
-        _execute(source, executed, injected, kernel_name, progress)
+        manifest = read_json(run_dir / MANIFEST)
+    except FileNotFoundError:
+        raise NotResumable(f"{run_dir} is not a run folder: it has no {MANIFEST}") from None
+    except (OSError, ValueError) as exc:
+        raise NotResumable(f"{run_dir / MANIFEST} is unreadable: {exc}") from None
+    if not isinstance(manifest, dict) or "parameters" not in manifest:
+        raise NotResumable(f"{run_dir / MANIFEST} is not a gentools run manifest")
+    status = manifest.get("status")
+    if status == "completed":
+        raise NotResumable(f"{run_dir} holds a completed run; there is nothing to resume")
+    if status == "running" and _alive(manifest):
+        raise NotResumable(f"{run_dir} is still running (process {manifest.get('pid')})")
+    source = Path(str(manifest.get("notebook")))
+    if not source.is_file():
+        raise NotResumable(f"the run's notebook {source} no longer exists")
+    if sha256_file(source) != manifest.get("notebook_sha256"):
+        raise NotResumable(f"{source} changed since the run started; resuming would mix two "
+                           "versions of it (start a new run instead)")
+    if "resume" not in notebook_parameters(source):
+        raise NotResumable(f"{source.name} has no 'resume' parameter, so it cannot resume")
+    return manifest
+
+
+def resume(
+    run_dir: str | os.PathLike[str], progress: bool = True, kernel_name: str = "python3"
+) -> Path:
+    """Continue the unfinished run in ``run_dir`` from its last checkpoint.
+
+    The notebook runs again in the same folder with the parameters in its manifest plus
+    ``resume=True``, so training picks up at the checkpoint's step and the run ends with
+    the metrics an uninterrupted run would have. Each try is added to the manifest's
+    ``attempts``. Raises NotResumable (nothing runs) or RunFailed, like ``run``.
+    """
+    run_dir = Path(run_dir).resolve()
+    manifest = resumable(run_dir)
+    source = Path(str(manifest["notebook"]))
+    spec = notebook_parameters(source)
+    values = {**manifest["parameters"], OUT_DIR: str(run_dir), "resume": True}
+    injected = {k: v for k, v in values.items()
+                if k in (OUT_DIR, "resume") or k not in spec or v != spec[k].default}
+    return _attempt(source, run_dir, manifest, injected, kernel_name, progress)
+
+
+def _alive(manifest: Mapping[str, object]) -> bool:
+    """Whether the process that wrote a "running" manifest still runs on this host."""
+    pid = manifest.get("pid")
+    if manifest.get("host") != platform.node() or not isinstance(pid, int):
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _attempt(
+    source: Path, run_dir: Path, manifest: dict, injected: dict, kernel_name: str, progress: bool
+) -> Path:
+    """Execute the notebook once into ``run_dir``, recording the try in the manifest."""
+    attempt = {"started_at": _utc_now().isoformat(), "finished_at": None, "status": "running",
+               "error": None}
+    for earlier in manifest.setdefault("attempts", []):
+        if earlier["status"] == "running":  # its process died without a word
+            earlier["status"] = "lost"
+    manifest["attempts"].append(attempt)
+    manifest.update(status="running", error=None, pid=os.getpid(), host=platform.node())
+    atomic_write_json(run_dir / MANIFEST, manifest)
+    executed = run_dir / str(manifest["executed_notebook"])
+    clock = time.monotonic()
+    received: list[int] = []
+    try:
+        with _signals_interrupt_the_kernel(received) as managers:
+            _execute(source, executed, injected, kernel_name, progress, managers)
     except BaseException as exc:
-        ename, evalue = _error_of(exc)
-        manifest.update(status="failed", error={"ename": ename, "evalue": evalue})
-        _finish(manifest, run_dir, clock)
-        if _is_execution_error(exc):
-            raise RunFailed(run_dir, executed, ename, evalue) from exc
+        ename, evalue, trace = _error_of(exc)
+        status = "interrupted" if received else "failed"
+        error = {"ename": ename, "evalue": evalue}
+        attempt.update(status=status, error={**error, "traceback": trace})
+        manifest.update(status=status, error=error)
+        _finish(manifest, attempt, run_dir, clock)
+        if isinstance(exc, (Exception, KeyboardInterrupt)):
+            raise RunFailed(run_dir, executed, ename, evalue, received[0] if received else None) \
+                from exc
         raise
-    manifest["status"] = "completed"
-    _finish(manifest, run_dir, clock)
+    attempt["status"] = manifest["status"] = "completed"
+    _finish(manifest, attempt, run_dir, clock)
     return run_dir
 
 
+@contextmanager
+def _signals_interrupt_the_kernel(received: list[int]):
+    """While a notebook runs, SIGTERM and SIGINT interrupt its kernel (training then saves
+    a checkpoint and stops, see ``train.fit``); a second signal stops waiting for it.
+
+    Yields the list that the kernel manager of the run appends itself to. Signal handlers
+    can only be set in the main thread; elsewhere (a Dask worker) signals keep their way.
+    """
+    managers: list = []
+    if threading.current_thread() is not threading.main_thread():
+        yield managers
+        return
+
+    def interrupt(signum, frame):
+        received.append(signum)
+        pid = next((m.provisioner.pid for m in managers if m.provisioner is not None), None)
+        if len(received) > 1 or pid is None:
+            raise KeyboardInterrupt(f"signal {signum}")
+        os.kill(pid, signal.SIGINT)
+
+    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
+    try:
+        yield managers
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
+
+
+def _kernel_manager_class(managers: list):
+    """A kernel manager that talks to its kernel over local IPC sockets in a private
+    temporary folder rather than TCP ports (no port is opened), and that registers itself
+    in ``managers`` so a signal can interrupt its kernel."""
+    from jupyter_client.manager import AsyncKernelManager
+
+    class IpcKernelManager(AsyncKernelManager):
+        def __init__(self, **kwargs):
+            super().__init__(**kwargs)
+            self.transport = "ipc"
+            self.ip = str(Path(tempfile.mkdtemp(prefix="gentools-kernel-")) / "kernel")
+            managers.append(self)
+
+    return IpcKernelManager
+
+
 def _execute(
-    source: Path, executed: Path, parameters: dict, kernel_name: str, progress: bool
+    source: Path, executed: Path, parameters: dict, kernel_name: str, progress: bool,
+    managers: list,
 ) -> None:
     import papermill
 
@@ -472,8 +624,11 @@ def _execute(
             kernel_name=kernel_name,
             progress_bar=progress,
             log_output=False,
+            kernel_manager_class=_kernel_manager_class(managers),
         )
     finally:
+        for manager in managers:
+            shutil.rmtree(Path(manager.ip).parent, ignore_errors=True)
         if executed.exists():
             slim_notebook(executed)
 
@@ -499,19 +654,19 @@ def slim_notebook(path: Path) -> None:
     nbformat.write(nb, path)
 
 
-def _is_execution_error(exc: BaseException) -> bool:
+def _error_of(exc: BaseException) -> tuple[str, str, str]:
+    """(name, value, traceback text) of what ended a run: the failing cell's error when a
+    cell raised, else the exception itself (a dead kernel, a signal)."""
     from papermill.exceptions import PapermillExecutionError
 
-    return isinstance(exc, PapermillExecutionError)
+    if isinstance(exc, PapermillExecutionError):
+        return str(exc.ename), str(exc.evalue), "\n".join(exc.traceback)
+    import traceback
+
+    return type(exc).__name__, str(exc), "".join(traceback.format_exception(exc))
 
 
-def _error_of(exc: BaseException) -> tuple[str, str]:
-    if _is_execution_error(exc):
-        return str(exc.ename), str(exc.evalue)
-    return type(exc).__name__, str(exc)
-
-
-def _finish(manifest: dict[str, object], run_dir: Path, clock: float) -> None:
+def _finish(manifest: dict, attempt: dict, run_dir: Path, clock: float) -> None:
     environment, problem = _read_environment(run_dir)
     manifest["environment"] = environment
     manifest["device"] = environment.get("device") if environment else None
@@ -519,8 +674,9 @@ def _finish(manifest: dict[str, object], run_dir: Path, clock: float) -> None:
         manifest["gpu"] = gpu_record(environment, manifest.get("gpu"))
     if problem:
         manifest["environment_error"] = problem
-    manifest["finished_at"] = _utc_now().isoformat()
-    manifest["wall_time_s"] = round(time.monotonic() - clock, 3)
+    attempt["finished_at"] = manifest["finished_at"] = _utc_now().isoformat()
+    attempt["wall_time_s"] = round(time.monotonic() - clock, 3)
+    manifest["wall_time_s"] = round(sum(a.get("wall_time_s") or 0 for a in manifest["attempts"]), 3)
     manifest["outputs"] = output_hashes(run_dir)
     atomic_write_json(run_dir / MANIFEST, manifest)
 

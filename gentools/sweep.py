@@ -372,8 +372,10 @@ def execute_job(notebook: str, parameters: dict, out: str, retries: int) -> dict
     """Run one sweep run with ``jobs.run`` (on a Dask worker); never raises for a failed run.
 
     A completed run folder is left alone (Dask may run a task again after its worker
-    died). Otherwise the run is tried ``1 + retries`` times in its own folder, each
-    try starting from an empty folder, so at most one completed record exists per run.
+    died). An unfinished one (interrupted, failed, or left "running" by a process that
+    died) is resumed in its folder with ``jobs.resume``, from its checkpoint when it has
+    one; anything else starts in an empty folder. It is tried ``1 + retries`` times, so at
+    most one completed record exists per run.
     """
     run_dir = Path(out) / Path(notebook).stem / jobs.run_digest(notebook, parameters)
     if jobs.run_status(run_dir) == "completed":
@@ -381,14 +383,25 @@ def execute_job(notebook: str, parameters: dict, out: str, retries: int) -> dict
     error = None
     for attempt in range(1, retries + 2):
         try:
-            jobs.run(notebook, parameters, out=out, progress=False, reuse=True)
+            if _resumable(run_dir):
+                jobs.resume(run_dir, progress=False)
+            else:
+                jobs.run(notebook, parameters, out=out, progress=False, reuse=True)
         except jobs.RunFailed as exc:
             error = f"{exc.ename}: {exc.evalue}"
-        except Exception as exc:  # a dead kernel, a full disk: recorded and retried like a failure
+        except Exception as exc:  # a full disk, say: recorded and retried like a failure
             error = f"{type(exc).__name__}: {exc}"
         else:
             return {"status": "completed", "attempts": attempt, "error": None}
     return {"status": "failed", "attempts": retries + 1, "error": error}
+
+
+def _resumable(run_dir: Path) -> bool:
+    try:
+        jobs.resumable(run_dir)
+    except jobs.NotResumable:
+        return False
+    return True
 
 
 def _cluster_has_gpus(client) -> bool:

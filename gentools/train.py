@@ -15,9 +15,13 @@ from __future__ import annotations
 import contextlib
 import functools
 import math
+import os
+import signal
+import threading
 import time
 import types
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -28,6 +32,10 @@ from tqdm.auto import tqdm
 from gentools import checkpoint, repro
 
 CHECKPOINT = "checkpoint.safetensors"
+
+
+def _checkpoint_seconds() -> float:
+    return float(os.environ.get("GENTOOLS_CHECKPOINT_SECONDS", 60))
 
 
 @dataclass
@@ -43,6 +51,8 @@ class TrainConfig:
     eval_every: int = 200  # evaluate on val every N steps, and always at the end
     eval_batches: int = 0  # val batches per evaluation; 0 = the whole val set
     checkpoint_every: int = 0  # also save every N steps (0: only at the end or on stop)
+    # also save after every N seconds of training (0: never); $GENTOOLS_CHECKPOINT_SECONDS or 60
+    checkpoint_seconds: float = field(default_factory=_checkpoint_seconds)
     out_dir: str | None = None  # folder for checkpoint.safetensors; None: no checkpoints
     resume: bool = True  # continue from out_dir's checkpoint when there is one
     device: str = "auto"  # "auto" (cuda when present), "cpu", "cuda", "cuda:N", "mps"
@@ -51,6 +61,13 @@ class TrainConfig:
     seed: int = 0  # seeds the batch order and the model's randomness
     threads: int = 0  # torch intra-op threads; 0: $GENTOOLS_THREADS or repro.DEFAULT_THREADS
     progress: bool = True  # show a tqdm progress bar
+
+    @classmethod
+    def from_params(cls, params: Mapping[str, Any], **overrides: Any) -> TrainConfig:
+        """The config from a notebook's parameters: every field with a parameter of its name
+        (steps, lr, seed, out_dir, resume, ...), then ``overrides``."""
+        names = {f.name for f in fields(cls)}
+        return cls(**{**{k: v for k, v in params.items() if k in names}, **overrides})
 
 
 @dataclass
@@ -76,6 +93,28 @@ class TrainingDiverged(RuntimeError):
 
 class _NonFinite(Exception):
     pass
+
+
+@contextlib.contextmanager
+def _signals_end_the_step(received: list[int]):
+    """While training, SIGINT (a kernel interrupt) and SIGTERM (a scheduler's notice before
+    it kills the job) are noted in ``received`` so the loop can stop after the current step
+    with a checkpoint; a second signal interrupts at once. Only in the main thread."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+
+    def note(signum, frame):
+        if received:
+            raise KeyboardInterrupt(f"signal {signum} received twice")
+        received.append(signum)
+
+    previous = {s: signal.signal(s, note) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 class Callback:
@@ -215,28 +254,34 @@ def fit(model, data, cfg: TrainConfig, callbacks: list | tuple = ()) -> State:
     bar = tqdm(total=cfg.steps, initial=state.step, disable=not cfg.progress, desc="train")
     model.train()
     t0 = time.perf_counter() - state.elapsed
+    saved_at = state.elapsed  # training seconds at the last checkpoint
+    signals: list[int] = []  # SIGINT / SIGTERM received while training
     try:
-        while state.step < cfg.steps and not state.stop:
-            for opt in state.optimizers.values():
-                for group in opt.param_groups:
-                    group["lr"] = group["peak_lr"] * lr_factor(state.step, cfg)
-            idx = batch_indices(len(data.train), cfg.batch_size, state.step, cfg.seed)
-            batch = to_device(take(data.train, idx), device)
-            with autocast:
-                out = model.training_step(batch, optimize)
-            state.metrics = {k: float(v.detach()) for k, v in out.items()}
-            state.step += 1
-            state.elapsed = time.perf_counter() - t0
-            state.history.append(
-                {"step": state.step, "split": "train", "time": state.elapsed, **state.metrics}
-            )
-            bar.update(1)
-            bar.set_postfix(loss=f"{state.metrics['loss']:.4g}", refresh=False)
-            _call(callbacks, "on_step", state)
-            if state.step % cfg.eval_every == 0 or state.step == cfg.steps:
-                run_eval()
-            if ckpt and cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0:
-                _save(state, ckpt)
+        with _signals_end_the_step(signals):
+            while state.step < cfg.steps and not state.stop and not signals:
+                for opt in state.optimizers.values():
+                    for group in opt.param_groups:
+                        group["lr"] = group["peak_lr"] * lr_factor(state.step, cfg)
+                idx = batch_indices(len(data.train), cfg.batch_size, state.step, cfg.seed)
+                batch = to_device(take(data.train, idx), device)
+                with autocast:
+                    out = model.training_step(batch, optimize)
+                state.metrics = {k: float(v.detach()) for k, v in out.items()}
+                state.step += 1
+                state.elapsed = time.perf_counter() - t0
+                state.history.append(
+                    {"step": state.step, "split": "train", "time": state.elapsed, **state.metrics}
+                )
+                bar.update(1)
+                bar.set_postfix(loss=f"{state.metrics['loss']:.4g}", refresh=False)
+                _call(callbacks, "on_step", state)
+                if state.step % cfg.eval_every == 0 or state.step == cfg.steps:
+                    run_eval()
+                every_n = cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0
+                every_s = 0 < cfg.checkpoint_seconds <= state.elapsed - saved_at
+                if ckpt and (every_n or every_s):
+                    _save(state, ckpt)
+                    saved_at = state.elapsed
     except _NonFinite as err:
         kept = (
             f"the last good checkpoint (step {_saved_step(ckpt)}) is kept at {ckpt}"
@@ -249,6 +294,12 @@ def fit(model, data, cfg: TrainConfig, callbacks: list | tuple = ()) -> State:
         ) from None
     finally:
         bar.close()
+    if signals:  # interrupted: keep this step's state for a resume, and stop the caller too
+        if ckpt:
+            _save(state, ckpt)
+        where = f"; checkpoint at {ckpt}" if ckpt else " (no out_dir, so no checkpoint)"
+        raise KeyboardInterrupt(f"training interrupted by signal {signals[0]} after step "
+                                f"{state.step}{where}")
     if state.history and state.history[-1]["split"] != "val":
         run_eval()  # stopped early: evaluate where we are
     if ckpt:

@@ -43,7 +43,9 @@ def make_mnist(folder: Path, gz: bool = False, n_train: int = 12, n_test: int = 
     return arrays
 
 
-def make_cifar(folder: Path, rows: int = 3, n_test: int = 2) -> tuple[np.ndarray, ...]:
+def make_cifar(
+    folder: Path, rows: int = 3, n_test: int = 2, protocol: int = pickle.DEFAULT_PROTOCOL
+) -> tuple[np.ndarray, ...]:
     folder.mkdir(parents=True, exist_ok=True)
     rng = np.random.default_rng(1)
     xs, ys = [], []
@@ -53,11 +55,13 @@ def make_cifar(folder: Path, rows: int = 3, n_test: int = 2) -> tuple[np.ndarray
         xs.append(data)
         ys.append(labels)
         with open(folder / f"data_batch_{i}", "wb") as f:
-            pickle.dump({b"data": data, b"labels": labels, b"batch_label": b"x"}, f)
+            batch = {b"data": data, b"labels": labels, b"batch_label": b"x",
+                     b"filenames": [b"f%d.png" % k for k in range(rows)]}
+            pickle.dump(batch, f, protocol=protocol)
     test = rng.integers(0, 256, (n_test, 3072), dtype=np.uint8)
     test_labels = list(range(n_test))
     with open(folder / "test_batch", "wb") as f:
-        pickle.dump({b"data": test, b"labels": test_labels}, f)
+        pickle.dump({b"data": test, b"labels": test_labels}, f, protocol=protocol)
     return np.concatenate(xs), np.concatenate(ys), test, np.array(test_labels)
 
 
@@ -210,10 +214,10 @@ def test_mnist_count_mismatch(tmp_path):
 # ---------------------------------------------------------------- CIFAR-10
 
 
-@pytest.mark.parametrize("nested", [False, True])
-def test_cifar10_layouts_and_pixels(tmp_path, nested):
+@pytest.mark.parametrize(("nested", "protocol"), [(False, 2), (True, pickle.DEFAULT_PROTOCOL)])
+def test_cifar10_layouts_and_pixels(tmp_path, nested, protocol):
     folder = tmp_path / "cifar-10-batches-py" if nested else tmp_path
-    x_tr, y_tr, x_te, y_te = make_cifar(folder)
+    x_tr, y_tr, x_te, y_te = make_cifar(folder, protocol=protocol)
     data = load_images("cifar10", root=tmp_path, val_size=4)
     assert data.shape == (3, 32, 32) and data.levels == 256
     assert data.classes == CIFAR10_CLASSES
@@ -240,6 +244,32 @@ def test_cifar10_missing_files(tmp_path):
     for name in ("data_batch_1", "data_batch_5", "test_batch"):
         assert name in msg
     assert msg.endswith("missing: data_batch_3")
+
+
+class _Payload:
+    """Unpickles into a call of exec: what a crafted batch would do to run code."""
+
+    def __init__(self, marker: Path) -> None:
+        self.marker = marker
+
+    def __reduce__(self):
+        return exec, (f"open({str(self.marker)!r}, 'w').write('ran')",)
+
+
+@pytest.mark.parametrize("where", ["data", "labels"])
+def test_cifar10_refuses_a_pickle_that_would_run_code(tmp_path, where):
+    make_cifar(tmp_path)
+    marker = tmp_path / "code-ran"
+    batch = {b"data": np.zeros((3, 3072), np.uint8), b"labels": [0, 1, 2]}
+    batch[where.encode()] = _Payload(marker)
+    path = tmp_path / "data_batch_1"
+    path.write_bytes(pickle.dumps(batch))
+    pickle.loads(pickle.dumps(_Payload(tmp_path / "control")))  # the payload is live ...
+    assert (tmp_path / "control").read_text() == "ran"
+    with pytest.raises(DataError, match="refused to load builtins.exec") as info:
+        cifar10(tmp_path, val_size=2)  # ... but the loader never runs it
+    assert str(path) in str(info.value)
+    assert not marker.exists()
 
 
 def test_cifar10_wrong_columns(tmp_path):

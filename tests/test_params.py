@@ -313,3 +313,19 @@ def test_check_notebook_missing_file_names_places(
     message = str(info.value)
     assert str(tmp_path / "nope.ipynb") in message
     assert str(Path("notebooks") / "nope.ipynb") in message
+
+
+def test_setup_checks_the_parameters_then_seeds_and_reports_the_device(capsys):
+    import torch
+
+    import gentools
+
+    notebook = Path(__file__).parents[1] / "notebooks" / "vae.ipynb"
+    values = {name: p.default for name, p in notebook_parameters(notebook).items()}
+    with pytest.raises(ParameterError, match=r"parameter .steps. must be in 1\.\.1000000"):
+        gentools.setup({**values, "steps": 0}, "vae.ipynb")
+    assert capsys.readouterr().out == ""
+    params, dev = gentools.setup({**values, "seed": 7, "device": "cpu"}, "vae.ipynb")
+    assert params == {**values, "seed": 7, "device": "cpu"}
+    assert dev == torch.device("cpu") and torch.initial_seed() == 7
+    assert capsys.readouterr().out == f"device cpu, {torch.get_num_threads()} torch thread(s)\n"

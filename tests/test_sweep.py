@@ -30,6 +30,7 @@ sleep = 0.0  # seconds to wait before recording [0..60]
 fail = False  # raise instead of recording
 fail_once = ""  # a file; when it does not exist yet, create it and raise
 log = ""  # a file that every start of this notebook appends a line to
+resume = False  # continue the run in out_dir
 out_dir = "runs/toy/interactive"  # run folder
 """
 BODY = """\
@@ -48,7 +49,7 @@ if fail_once and not os.path.exists(fail_once):
     open(fail_once, "w").close()
     raise RuntimeError("fails the first time")
 gpu = os.environ.get("CUDA_VISIBLE_DEVICES") or "-1"
-record({"loss": lr * 10 + seed, "gpu": float(gpu)}, out_dir)
+record({"loss": lr * 10 + seed, "gpu": float(gpu), "resumed": float(resume)}, out_dir)
 """
 
 
@@ -451,6 +452,10 @@ def test_killing_a_worker_mid_sweep_completes_every_run_once(client, tmp_path: P
     starts = log.read_text().splitlines()
     assert len(starts) == 7  # the killed run started twice, and completed once
     assert len(set(starts)) == 6
+    killed = [m for m in found if len(m["attempts"]) == 2]  # resumed in place, not started over
+    assert len(killed) == 1 and [a["status"] for a in killed[0]["attempts"]] == [
+        "lost", "completed"]
+    assert sorted(float(r["metrics.resumed"]) for r in rows) == [0.0] * 5 + [1.0]
 
 
 @pytest.mark.slow
@@ -478,6 +483,9 @@ def test_a_failing_run_is_retried_recorded_and_the_rest_finish(
     rows = rows_of(tmp_path / "runs" / "sweeps" / "failing")
     assert [r["status"] for r in rows] == ["completed", "failed", "completed", "completed"]
     assert [r["attempts"] for r in rows] == ["1", "2", "2", "1"]
+    retried = json.loads((Path(rows[2]["run_dir"]) / "manifest.json").read_text())
+    assert [a["status"] for a in retried["attempts"]] == ["failed", "completed"]
+    assert float(rows[2]["metrics.resumed"]) == 1.0  # the retry resumed the run in its folder
     assert rows[1]["error"] == "RuntimeError: deliberate failure"
     assert rows[1]["metrics.loss"] == "" and float(rows[3]["metrics.loss"]) == pytest.approx(4.0)
     failed = Path(rows[1]["run_dir"])
@@ -488,6 +496,22 @@ def test_a_failing_run_is_retried_recorded_and_the_rest_finish(
     outputs = [o for cell in executed.cells for o in cell.get("outputs", [])]
     assert any(o.get("ename") == "RuntimeError" for o in outputs)
     assert f"failed: {failed} (RuntimeError: deliberate failure)" in out
+
+
+@pytest.mark.slow
+def test_a_sweep_run_again_resumes_its_unfinished_runs(client, tmp_path: Path) -> None:
+    spec = sweep.parse_spec({"notebooks": ["toy"], "sets": [
+        {"lr": 0.1}, {"lr": 0.2, "fail_once": str(tmp_path / "failed-once")}], "retries": 0},
+        name="again")
+    sweep.run_sweep(spec, tmp_path / "runs", client=client, progress=False)
+    assert [r["status"] for r in rows_of(tmp_path / "runs" / "sweeps" / "again")] == [
+        "completed", "failed"]
+    sweep.run_sweep(spec, tmp_path / "runs", client=client, progress=False)
+    rows = rows_of(tmp_path / "runs" / "sweeps" / "again")
+    assert [(r["status"], r["attempts"]) for r in rows] == [("completed", "0"), ("completed", "1")]
+    manifest = json.loads((Path(rows[1]["run_dir"]) / "manifest.json").read_text())
+    assert [a["status"] for a in manifest["attempts"]] == ["failed", "completed"]
+    assert float(rows[1]["metrics.resumed"]) == 1.0
 
 
 @pytest.mark.slow

@@ -1,13 +1,15 @@
 """The training loop and checkpoints: resume, NaN guard, stop flag, schedule, batches."""
 
 import math
+import os
+import signal
 from types import SimpleNamespace
 
 import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from gentools import checkpoint
+from gentools import checkpoint, train
 from gentools.models.base import GenerativeModel
 from gentools.train import (
     CHECKPOINT,
@@ -94,6 +96,55 @@ def test_resume_equals_uninterrupted_run(tmp_path):
     train1 = [h["mse"] for h in s1.history if h["split"] == "train"]
     train2 = [h["mse"] for h in s2.history if h["split"] == "train"]
     assert train1 == train2
+
+
+class SignalAt:
+    """Sends a signal to this process at one step, as a scheduler or a kernel interrupt would."""
+
+    def __init__(self, step, signum):
+        self.step, self.signum = step, signum
+
+    def on_step(self, state):
+        if state.step == self.step:
+            os.kill(os.getpid(), self.signum)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT])
+def test_a_signal_saves_a_checkpoint_at_the_step_end_and_resume_is_exact(tmp_path, signum):
+    handlers = signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)
+    torch.manual_seed(0)
+    straight = Regressor()
+    fit(straight, make_data(), cfg(tmp_path / "a"))
+
+    torch.manual_seed(0)
+    with pytest.raises(KeyboardInterrupt, match=f"signal {int(signum)} after step 12"):
+        fit(Regressor(), make_data(), cfg(tmp_path / "b"), callbacks=[SignalAt(12, signum)])
+    assert (signal.getsignal(signal.SIGTERM), signal.getsignal(signal.SIGINT)) == handlers
+    assert checkpoint.load(tmp_path / "b" / CHECKPOINT)[1]["step"] == 12
+    resumed = Regressor()
+    assert fit(resumed, make_data(), cfg(tmp_path / "b")).step == 30
+    for k, v in weights(straight).items():
+        assert torch.equal(v, resumed.state_dict()[k]), k
+
+
+def test_checkpoints_by_the_clock(tmp_path, monkeypatch):
+    clock = iter(0.25 * i for i in range(10_000))  # each reading of the clock: 0.25 s later
+    monkeypatch.setattr(train.time, "perf_counter", lambda: next(clock))
+    saved = []
+    monkeypatch.setattr(train, "_save", lambda state, path: saved.append(state.step))
+    fit(Regressor(), make_data(), cfg(tmp_path, steps=13, checkpoint_seconds=1.0))
+    assert saved == [4, 8, 12, 13]  # every 4 steps of 0.25 s, and at the end
+    saved.clear()
+    fit(Regressor(), make_data(), cfg(tmp_path / "off", steps=13, checkpoint_seconds=0))
+    assert saved == [13]
+    assert TrainConfig().checkpoint_seconds == 60.0
+
+
+def test_config_from_notebook_parameters():
+    params = {"steps": 5, "lr": 0.1, "seed": 2, "decoder": "gaussian", "out_dir": "x"}
+    config = TrainConfig.from_params(params, progress=False, lr=0.2)
+    assert (config.steps, config.lr, config.seed, config.out_dir) == (5, 0.2, 2, "x")
+    assert config.progress is False and config.batch_size == TrainConfig().batch_size
 
 
 def test_same_seed_same_weights_and_different_seed_differs():

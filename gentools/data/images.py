@@ -8,8 +8,9 @@ Every loader returns an :class:`ImageData` whose splits are ``TensorDataset``\\ 
   1000 / 350 / 447.
 * ``mnist`` / ``fashion-mnist``: the four IDX files (raw or ``.gz``) in a local folder.
 * ``cifar10``: the "CIFAR-10 python version" batches in a local folder.  These are
-  pickles (the dataset's own format), and unpickling can run arbitrary code, so only
-  load files from a trusted source.
+  pickles (the dataset's own format); they are read with an unpickler that builds only
+  what the real batches hold (dicts, lists, bytes, numbers and NumPy arrays) and refuses
+  anything else, so a crafted file cannot run code.
 """
 
 from __future__ import annotations
@@ -197,11 +198,34 @@ def mnist(root: str | os.PathLike, kind: str = "mnist", val_size: int = 5000) ->
     return ImageData(kind, train, val, _dataset(x_te, y_te), 256, list(classes))
 
 
+# The only globals a CIFAR-10 batch refers to: NumPy's array and dtype rebuilders (under
+# their NumPy 1 and NumPy 2 module names), and the str-to-bytes encoder that a protocol-2
+# pickle written by Python 3 uses for bytes. Everything else in a batch is a plain dict,
+# list, bytes or int, which pickle builds without looking up any global.
+_CIFAR_GLOBALS = {
+    (module, name)
+    for core in ("numpy.core", "numpy._core")
+    for module, name in ((f"{core}.multiarray", "_reconstruct"), (f"{core}.numeric", "_frombuffer"))
+} | {("numpy", "ndarray"), ("numpy", "dtype"), ("_codecs", "encode")}
+
+
+class _CifarUnpickler(pickle.Unpickler):
+    """An unpickler that resolves only the globals a CIFAR-10 batch needs."""
+
+    def find_class(self, module: str, name: str) -> object:
+        if (module, name) not in _CIFAR_GLOBALS:
+            raise pickle.UnpicklingError(
+                f"refused to load {module}.{name}: a CIFAR-10 batch holds only NumPy arrays, "
+                "lists, bytes and numbers"
+            )
+        return super().find_class(module, name)
+
+
 def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
-    """One CIFAR-10 pickle batch -> (x uint8 (N, 3, 32, 32), y int64 (N,)). Trusted files only."""
+    """One CIFAR-10 pickle batch -> (x uint8 (N, 3, 32, 32), y int64 (N,))."""
     try:
         with open(path, "rb") as f:
-            batch = pickle.load(f, encoding="bytes")
+            batch = _CifarUnpickler(f, encoding="bytes").load()
     except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
         raise DataError(f"{path}: not a readable CIFAR-10 pickle ({e})") from e
     if not isinstance(batch, dict) or b"data" not in batch or b"labels" not in batch:
@@ -221,7 +245,8 @@ def _read_cifar_batch(path: Path) -> tuple[np.ndarray, np.ndarray]:
 def cifar10(root: str | os.PathLike, val_size: int = 5000) -> ImageData:
     """CIFAR-10 (python version) from ``root`` or ``root/cifar-10-batches-py``.
 
-    The batches are pickles: only load files from a trusted source.
+    The batches are pickles, read with an unpickler that refuses anything but the arrays,
+    lists, bytes and numbers of a real batch (a DataError names the file).
     """
     folder = _require_root("cifar10", root)
     if (folder / "cifar-10-batches-py").is_dir():
