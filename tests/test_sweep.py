@@ -16,11 +16,9 @@ from pathlib import Path
 
 import nbformat
 import pytest
-import torch
 import yaml
 
-from gentools import cli, jobs, repro, sweep
-from gentools.train import TrainConfig, fit
+from gentools import cli, jobs, sweep
 
 PARAMETERS = """\
 seed = 0  # random seed [0..]
@@ -263,97 +261,6 @@ def test_manifest_gpu_entry() -> None:
     assert jobs.gpu_record(cpu_env, None) is None
     assert jobs.gpu_record(cpu_env, host) == {**host, "cuda": None, "cudnn": None}
     assert jobs.gpu_record(None, None) is None
-
-
-def test_deterministic_mode(monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.delenv("CUBLAS_WORKSPACE_CONFIG", raising=False)
-    try:
-        repro.set_deterministic(True)
-        assert torch.are_deterministic_algorithms_enabled()
-        assert torch.backends.cudnn.deterministic and not torch.backends.cudnn.benchmark
-        assert os.environ["CUBLAS_WORKSPACE_CONFIG"] == ":4096:8"
-        env = repro.environment("cpu")
-        assert env["deterministic"] is True and env["cublas_workspace_config"] == ":4096:8"
-        assert env["cudnn"] is None and env["driver"] is None  # no CUDA device here
-    finally:
-        repro.set_deterministic(False)
-    assert not torch.are_deterministic_algorithms_enabled()
-    assert repro.environment("cpu")["deterministic"] is False
-
-
-class Line(torch.nn.Module):
-    """A linear regression with the training contract fit() needs."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.net = torch.nn.Linear(3, 1)
-
-    def configure_optimizers(self, lr: float, weight_decay: float) -> dict:
-        return {"main": torch.optim.SGD(self.parameters(), lr=lr)}
-
-    def loss(self, batch) -> dict:
-        x, y = batch
-        return {"loss": (self.net(x).squeeze(-1) - y).pow(2).mean()}
-
-    def training_step(self, batch, optimize) -> dict:
-        out = self.loss(batch)
-        optimize(out["loss"])
-        return out
-
-
-class Stack(Line):
-    """Line's contract over blocks in a ModuleList, the way the Transformers hold theirs."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.blocks = torch.nn.ModuleList(
-            torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Tanh()) for _ in range(2))
-
-    def loss(self, batch) -> dict:
-        x, y = batch
-        for block in self.blocks:
-            x = x + block(x)
-        return {"loss": (self.net(x).squeeze(-1) - y).pow(2).mean()}
-
-
-def test_compile_option_compiles_every_called_module_in_place(monkeypatch, tmp_path) -> None:
-    import copy
-    from types import SimpleNamespace
-
-    from torch.utils.data import TensorDataset
-
-    compiled, graphs = [], []
-    original = torch.compile
-
-    def counting(graph, example_inputs):  # a torch.compile backend that runs the graph eagerly
-        graphs.append(graph)
-        return graph.forward
-
-    def compile_eagerly(fn, **kwargs):  # the real torch.compile, without a C++ toolchain
-        compiled.append(fn.__qualname__)
-        return original(fn, backend=counting)
-
-    monkeypatch.setattr(torch, "compile", compile_eagerly)
-    x = torch.randn(64, 3, generator=torch.Generator().manual_seed(0))
-    data = SimpleNamespace(train=TensorDataset(x, x.sum(1)), val=TensorDataset(x[:8], x[:8].sum(1)))
-    weights = {}
-    for flag in (False, True):
-        torch.manual_seed(0)
-        model = Stack()
-        cfg = TrainConfig(steps=5, batch_size=8, eval_every=5, progress=False, compile=flag,
-                          out_dir=str(tmp_path / str(flag)))  # fmt: skip
-        fit(model, data, cfg)
-        weights[flag] = {k: v.clone() for k, v in model.state_dict().items()}
-    # the ModuleList is never called, so its members are compiled, not the list
-    assert compiled == ["Linear.forward", "Sequential.forward", "Sequential.forward"]
-    assert len(graphs) >= 3  # each compiled module ran through the compiler
-    twin = copy.deepcopy(model)  # runs its own weights, not the original's
-    for p in twin.parameters():
-        p.data.zero_()
-    assert torch.equal(twin.net(x), torch.zeros(64, 1)) and model.net(x).abs().sum() > 0
-    assert list(weights[True]) == list(weights[False])
-    assert list(weights[True])[:2] == ["net.weight", "net.bias"]
-    assert all(torch.allclose(weights[True][k], weights[False][k]) for k in weights[True])
 
 
 # --- sweeps on a local cluster of 2 worker processes ----------------------------------------

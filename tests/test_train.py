@@ -279,3 +279,78 @@ def test_lr_applied_to_optimizer():
     fit(Regressor(), make_data(), cfg(steps=10, lr=0.5, min_lr_ratio=0.0), callbacks=[LR()])
     assert seen[0] == pytest.approx(0.5)
     assert seen[5] == pytest.approx(0.5 * 0.5 * (1 + math.cos(math.pi * 0.5)))
+
+
+class Line(torch.nn.Module):
+    """A linear regression with the training contract fit() needs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.net = torch.nn.Linear(3, 1)
+
+    def configure_optimizers(self, lr: float, weight_decay: float) -> dict:
+        return {"main": torch.optim.SGD(self.parameters(), lr=lr)}
+
+    def loss(self, batch) -> dict:
+        x, y = batch
+        return {"loss": (self.net(x).squeeze(-1) - y).pow(2).mean()}
+
+    def training_step(self, batch, optimize) -> dict:
+        out = self.loss(batch)
+        optimize(out["loss"])
+        return out
+
+
+class Stack(Line):
+    """Line's contract over blocks in a ModuleList, the way the Transformers hold theirs."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.blocks = torch.nn.ModuleList(
+            torch.nn.Sequential(torch.nn.Linear(3, 3), torch.nn.Tanh()) for _ in range(2))
+
+    def loss(self, batch) -> dict:
+        x, y = batch
+        for block in self.blocks:
+            x = x + block(x)
+        return {"loss": (self.net(x).squeeze(-1) - y).pow(2).mean()}
+
+
+def test_compile_option_compiles_every_called_module_in_place(monkeypatch, tmp_path) -> None:
+    import copy
+    from types import SimpleNamespace
+
+    from torch.utils.data import TensorDataset
+
+    compiled, graphs = [], []
+    original = torch.compile
+
+    def counting(graph, example_inputs):  # a torch.compile backend that runs the graph eagerly
+        graphs.append(graph)
+        return graph.forward
+
+    def compile_eagerly(fn, **kwargs):  # the real torch.compile, without a C++ toolchain
+        compiled.append(fn.__qualname__)
+        return original(fn, backend=counting)
+
+    monkeypatch.setattr(torch, "compile", compile_eagerly)
+    x = torch.randn(64, 3, generator=torch.Generator().manual_seed(0))
+    data = SimpleNamespace(train=TensorDataset(x, x.sum(1)), val=TensorDataset(x[:8], x[:8].sum(1)))
+    weights = {}
+    for flag in (False, True):
+        torch.manual_seed(0)
+        model = Stack()
+        cfg = TrainConfig(steps=5, batch_size=8, eval_every=5, progress=False, compile=flag,
+                          out_dir=str(tmp_path / str(flag)))  # fmt: skip
+        fit(model, data, cfg)
+        weights[flag] = {k: v.clone() for k, v in model.state_dict().items()}
+    # the ModuleList is never called, so its members are compiled, not the list
+    assert compiled == ["Linear.forward", "Sequential.forward", "Sequential.forward"]
+    assert len(graphs) >= 3  # each compiled module ran through the compiler
+    twin = copy.deepcopy(model)  # runs its own weights, not the original's
+    for p in twin.parameters():
+        p.data.zero_()
+    assert torch.equal(twin.net(x), torch.zeros(64, 1)) and model.net(x).abs().sum() > 0
+    assert list(weights[True]) == list(weights[False])
+    assert list(weights[True])[:2] == ["net.weight", "net.bias"]
+    assert all(torch.allclose(weights[True][k], weights[False][k]) for k in weights[True])
