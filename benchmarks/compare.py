@@ -4,7 +4,9 @@ Runs `notebooks/compare.ipynb` as a papermill job with `--seeds` seeds at the de
 By default its model runs go to a fresh folder, so every model trains (the issue's target:
 at most 25 minutes for 3 seeds on a 2-core CPU); `--runs DIR` reuses the completed runs
 in DIR instead. Prints the notebook's table, the wall time, the load averages before and
-after, and whether every row equals its runs' metrics.json (the notebook's own check).
+after, whether every row equals its runs' metrics.json (the notebook's own check), and
+the anchors that the runs recorded: the per-pixel histogram and uniform NLLs and the real
+training digits' Fréchet classifier distance to the test digits (never literals).
 
     python benchmarks/compare.py [--seeds 3] [--size default] [--runs DIR] [--out DIR]
 """
@@ -42,6 +44,7 @@ def main() -> None:
         made = jobs.read_json(run / jobs.METRICS)["collect_seconds"]
         rows = [r for fam in compare.FAMILIES for r in _rows(fam, meta)]
         agree = all(_agrees(run_dir, fam, i, tensors) for fam, i, run_dir in rows)
+        anchors = _anchors([run_dir for _, _, run_dir in rows])
         seeds = list(meta["runs"][compare.FAMILIES[0].notebook])
     print(f"`gentools run compare -p seeds {args.seeds}` ({args.size} size, every model trained "
           f"{'unless found in ' + args.runs if args.runs else 'afresh'}):\n")
@@ -52,6 +55,7 @@ def main() -> None:
           f"{load(load_before)} before, {load(load_after)} after; torch threads per "
           f"process: {os.environ.get('GENTOOLS_THREADS', 'the gentools default (1)')}.")
     print(f"\nevery row equals the metrics.json of its runs: {agree}")
+    print(f"\nAnchors, as the runs recorded them: {anchors}.")
     print(f"\nper seed ({', '.join(seeds)}): test NLL / Fréchet classifier distance / training s\n")
     print("| model | " + " | ".join(f"seed {s}" for s in seeds) + " |")
     print("|" + " --- |" * (len(seeds) + 1))
@@ -72,6 +76,32 @@ def _rows(fam, meta):
     """(family, index in the saved per-seed tensors, run folder) for each seed of a family."""
     for i, run_dir in enumerate(meta["runs"].get(fam.notebook, {}).values()):
         yield fam, i, Path(run_dir)
+
+
+ANCHORS = (  # (metrics.json key, what it is, unit, decimals)
+    ("baseline_histogram_nll", "per-pixel 17-way histogram", " nats", 2),
+    ("baseline_uniform_nll", "uniform", " nats", 1),
+    ("fcd_train_vs_test", "real training vs test digits, Fréchet classifier distance", "", 2),
+)
+
+
+def _anchors(run_dirs) -> str:
+    """The anchors as the runs' metrics.json hold them: each key's value, or its range (with
+    the number of runs) where runs disagree."""
+    records = [jobs.read_json(d / jobs.METRICS) for d in run_dirs]
+    parts = []
+    for key, name, unit, decimals in ANCHORS:
+        values = sorted({round(r[key], decimals) for r in records if key in r})
+        n = sum(key in r for r in records)
+        runs = f"{n} run{'s' if n != 1 else ''}"
+        if not values:
+            parts.append(f"{name}: not recorded")
+        elif len(values) == 1:
+            parts.append(f"{name} {values[0]:.{decimals}f}{unit} ({runs}, `{key}`)")
+        else:
+            parts.append(f"{name} {values[0]:.{decimals}f} to {values[-1]:.{decimals}f}{unit} "
+                         f"({runs}, which disagree, `{key}`)")
+    return "; ".join(parts)
 
 
 def _agrees(run_dir: Path, fam, i: int, tensors: dict) -> bool:

@@ -51,6 +51,18 @@ def dataset_nll(
     return torch.cat(out)
 
 
+def on_levels(images, levels: int) -> torch.Tensor:
+    """Images in [0, 1] put on the data's `levels` grey levels: round((L-1) x) / (L-1).
+
+    Real digits are on 17 levels (0, 1/16, ..., 1), and so are the samples of the likelihood
+    models; a GAN's sigmoid outputs are not. The sample-quality metrics put every image set
+    through this first, so all of them are compared in the data's own form. Images already on
+    the levels come back unchanged, bit for bit.
+    """
+    x = torch.as_tensor(images).detach().cpu().float()
+    return (x.clamp(0, 1) * (levels - 1)).round() / (levels - 1)  # x -> nearest k / (L-1)
+
+
 def pixel_histogram_nll(
     train_x: torch.Tensor, test_x: torch.Tensor, levels: int, alpha: float = 1.0
 ) -> float:
@@ -101,6 +113,7 @@ class DigitsClassifier(nn.Module):
         )
         self.head = nn.Linear(config.features, 10)
         self.test_accuracy = math.nan  # set by digits_classifier
+        self.levels = 0  # grey levels of the training digits, set by digits_classifier; 0: any
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         if tuple(x.shape[1:]) != (1, 8, 8):
@@ -116,10 +129,10 @@ def cache_dir() -> Path:
     return Path(os.environ.get("GENTOOLS_CACHE") or Path.home() / ".cache" / "gentools")
 
 
-def _digits_unit() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+def _digits_unit() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
     data = load_images("digits")
     (xtr, ytr), (xte, yte) = data.train.tensors, data.test.tensors
-    return xtr.float() / (data.levels - 1), ytr, xte.float() / (data.levels - 1), yte
+    return xtr.float() / (data.levels - 1), ytr, xte.float() / (data.levels - 1), yte, data.levels
 
 
 def _train_classifier(config: ClassifierConfig, x, y) -> DigitsClassifier:
@@ -154,12 +167,13 @@ def _train_classifier(config: ClassifierConfig, x, y) -> DigitsClassifier:
 
 @functools.lru_cache(maxsize=4)
 def digits_classifier(config: ClassifierConfig = ClassifierConfig()) -> DigitsClassifier:
-    """The trained classifier (eval mode, CPU, `.test_accuracy` set); trained once, then cached.
+    """The trained classifier (eval mode, CPU, `.test_accuracy` and `.levels` set); trained
+    once, then cached.
 
     The disk cache file is named by a hash of the config and the digits data, so a changed
     config or data set never reads stale weights.
     """
-    xtr, ytr, xte, yte = _digits_unit()
+    xtr, ytr, xte, yte, levels = _digits_unit()
     key = hashlib.sha256(json.dumps(dataclasses.asdict(config), sort_keys=True).encode())
     for t in (xtr, ytr, xte, yte):
         key.update(t.numpy().tobytes())
@@ -175,16 +189,23 @@ def digits_classifier(config: ClassifierConfig = ClassifierConfig()) -> DigitsCl
         safetensors.torch.save_file(model.state_dict(), str(tmp))
         os.replace(tmp, path)  # atomic: a parallel run never reads half a file
     model.requires_grad_(False)
+    model.levels = levels
     with torch.no_grad():
         model.test_accuracy = (model(xte).argmax(1) == yte).float().mean().item()
     return model
 
 
 def classifier_features(images, classifier: DigitsClassifier | None = None) -> torch.Tensor:
-    """Penultimate-layer features (N, F), float64, of images (N, 1, 8, 8) in [0, 1]."""
+    """Penultimate-layer features (N, F), float64, of images (N, 1, 8, 8) in [0, 1].
+
+    The images are first put on the grey levels the classifier was trained on (`on_levels`),
+    so every model's samples reach the distance and the coverage in the form of real digits.
+    """
     classifier = digits_classifier() if classifier is None else classifier
     with torch.no_grad():
         x = torch.as_tensor(images).detach().cpu().float()
+        if classifier.levels:
+            x = on_levels(x, classifier.levels)  # (N, 1, 8, 8) on the data's levels
         return torch.cat(
             [classifier.features(x[i : i + 512]) for i in range(0, len(x), 512)]
         ).double()

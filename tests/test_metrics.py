@@ -121,3 +121,46 @@ def test_classifier_learns_and_checks_shapes():
     assert clf.test_accuracy > 0.8
     with pytest.raises(ValueError, match=r"\(N, 1, 8, 8\)"):
         clf.features(torch.zeros(2, 1, 28, 28))
+
+
+def test_on_levels_rounds_to_the_nearest_level_and_keeps_real_digits(digits):
+    train, test, _ = digits
+    assert torch.equal(metrics.on_levels(test, 17), test)  # real digits: unchanged, bit for bit
+    x = torch.tensor([0.0, 0.03, 0.04, 0.5, 0.97, 1.2, -0.1])
+    expected = torch.tensor([0.0, 0.0, 1 / 16, 0.5, 1.0, 1.0, 0.0])
+    assert torch.equal(metrics.on_levels(x, 17), expected)
+    assert torch.equal(metrics.on_levels(x, 2), torch.tensor([0.0, 0, 0, 0, 1, 1, 0]))
+
+
+def test_sample_metrics_see_images_on_the_datas_levels(digits):
+    """A continuous sample set (like a GAN's) is scored as its nearest-level version: its
+    distance and coverage equal those of on_levels(x), and differ from what its raw features
+    would give."""
+    train, test, _ = digits
+    clf = digits_classifier(FAST)
+    assert clf.levels == load_images("digits").levels == 17
+    noise = torch.rand(test.shape, generator=torch.Generator().manual_seed(0))
+    soft = (0.8 * train[:447] + 0.1 + 0.06 * noise).clamp(0, 1)  # greys between the levels
+    levelled = metrics.on_levels(soft, clf.levels)
+    assert not torch.equal(soft, levelled)
+    fcd = frechet_classifier_distance(soft, test, clf)
+    assert fcd == frechet_classifier_distance(levelled, test, clf)
+    assert torch.equal(class_coverage(soft, clf), class_coverage(levelled, clf))
+    with torch.no_grad():
+        raw = metrics.feature_statistics(clf.features(soft).double())
+    unlevelled = frechet_distance(*raw, *metrics.feature_statistics(
+        metrics.classifier_features(test, clf)))
+    assert abs(unlevelled - fcd) > 1e-3 * fcd
+
+
+def test_likelihood_models_sample_on_the_levels_already():
+    """The metrics' rounding leaves the VAE's, PixelCNN's and flow's samples as they are (they
+    are drawn on the levels), so only the GAN's continuous outputs are changed by it."""
+    from gentools.models.flow import Flow
+    from gentools.models.pixelcnn import PixelCNN
+    from gentools.models.vae import VAE
+
+    for cls in (VAE, PixelCNN, Flow):
+        model = cls.from_size("tiny", shape=(1, 8, 8), levels=17).eval()
+        x = model.sample(16, generator=torch.Generator().manual_seed(0))
+        assert torch.equal(metrics.on_levels(x, 17), x.cpu()), cls.__name__

@@ -14,7 +14,10 @@ from gentools.widgets import (
     LatentExplorer,
     LatentMap,
     grid,
+    grid_png,
+    grid_scale,
     interpolate,
+    picture,
     principal_directions,
     to_png,
 )
@@ -106,6 +109,26 @@ def test_grid_places_tiles_row_major_with_padding():
     assert grid(torch.rand(4, 3, 2, 2)).shape == (1 + 2 * 3, 1 + 2 * 3, 3)  # RGB, 2x2 default
 
 
+def test_picture_shows_each_digit_at_a_visible_size():
+    """48 digits in rows of 16 (the notebooks' sample strips): every 8x8 digit is drawn 40x40
+    by nearest neighbour, so the strip is (1 + 16 * 9) * 5 = 725 pixels wide, not 145."""
+    x = torch.rand(48, 1, 8, 8, generator=torch.Generator().manual_seed(0))
+    png = decode_png(picture(x, nrow=16).data)
+    scale = grid_scale((8, 8), (1 + 3 * 9, 1 + 16 * 9))
+    assert scale == 5 and png.shape == ((1 + 3 * 9) * 5, (1 + 16 * 9) * 5) == (140, 725)
+    assert np.array_equal(png[::5, ::5], np.round(grid(x, nrow=16) * 255).astype(np.uint8))
+    first = png[5:45, 5:45]  # the first digit: 8x8 blocks of 5x5 equal pixels
+    assert np.array_equal(first, np.repeat(np.repeat(first[::5, ::5], 5, 0), 5, 1))
+    assert decode_png(ImageGrid(x, nrow=16).value).shape == png.shape  # the widget's grid too
+
+
+def test_grid_scale_keeps_long_rows_and_big_images_within_bounds():
+    row = decode_png(grid_png(torch.rand(48, 1, 8, 8), nrow=48))  # one row of 48 digits
+    assert row.shape[1] == (1 + 48 * 9) * 2 <= 1024  # the grid's cap wins over the tile size
+    assert grid_scale((28, 28), (30, 30)) == 1  # a 28x28 tile is big enough as it is
+    assert grid_scale((4, 4), (6, 6)) == 8  # tiny tiles: at most auto_scale's 8x
+
+
 def test_image_grid_widget_shows_the_grid():
     x = torch.rand(4, 1, 8, 8)
     w = ImageGrid(x, scale=1)
@@ -173,6 +196,26 @@ def test_latent_explorer_one_slider_per_dim_moves_z_and_image():
     assert ex.image.value == before and torch.equal(ex.z, torch.zeros(3))
 
 
+def test_latent_explorer_starts_from_a_drawn_code_and_draws_new_ones():
+    coder = FakeCoder(3)
+    draw = lambda s: torch.randn(3, generator=torch.Generator().manual_seed(s))  # noqa: E731
+    ex = LatentExplorer(coder.decode, 3, draw=draw, seed=4)
+    assert ex.code_seed.value == 4 and torch.equal(ex.z, draw(4))  # not z = 0
+    assert ex.image.value == to_png(coder.decode(draw(4)[None])[0], scale=16)
+    ex.sliders[1].value = 1.5
+    calls = coder.calls
+    ex.new_code.click()
+    assert ex.code_seed.value == 5 and coder.calls == calls + 1  # one redraw
+    assert torch.equal(ex.z, draw(5)) and all(s.value == 0 for s in ex.sliders)
+    ex.code_seed.value = 4
+    assert torch.equal(ex.z, draw(4))
+    ex.sliders[0].value = 1.0
+    assert torch.allclose(ex.z, draw(4) + torch.tensor([1.0, 0, 0]))
+    assert not hasattr(LatentExplorer(coder.decode, 3), "new_code")  # no draw, no button
+    with pytest.raises(ValueError, match="not both"):
+        LatentExplorer(coder.decode, 3, z0=torch.zeros(3), draw=draw)
+
+
 def test_latent_explorer_principal_directions_in_std_units():
     coder = FakeCoder(20)
     codes = torch.randn(500, 20) * torch.linspace(3.0, 0.1, 20)
@@ -221,6 +264,7 @@ def test_latent_map_traces_and_select(d):
     coder = FakeCoder(d)
     images, labels = coder.dataset()
     lm = LatentMap(coder.encode, coder.decode, images, labels)
+    assert lm.image.layout.display == "none" and not lm.image.value  # no broken image
     assert [t.name for t in lm.fig.data[:-1]] == ["0", "1", "2", "3"]  # one trace per label
     for trace in lm.fig.data[:-1]:
         idx = np.asarray(trace.customdata)
@@ -229,6 +273,7 @@ def test_latent_map_traces_and_select(d):
     if d == 2:
         assert np.allclose(lm.xy, coder.encode(images).numpy(), atol=1e-5)
     lm.select(9)
+    assert lm.image.layout.display is None  # shown from the first click on
     assert lm.image.value == to_png(coder.decode(coder.encode(images[9:10]))[0], scale=lm.scale)
     assert lm.caption.value == "label 1, index 9"
     assert lm.fig.data[-1].x == (lm.xy[9, 0],)

@@ -1,6 +1,14 @@
 """Notebook widgets: image encoding and grids, and latent-space explorers (no model imports)."""
 
-from gentools.widgets.image import ImageGrid, auto_scale, grid, grid_png, picture, to_png
+from gentools.widgets.image import (
+    ImageGrid,
+    auto_scale,
+    grid,
+    grid_png,
+    grid_scale,
+    picture,
+    to_png,
+)
 from gentools.widgets.latent import (
     Interpolation,
     LatentExplorer,
@@ -17,6 +25,7 @@ __all__ = [
     "auto_scale",
     "grid",
     "grid_png",
+    "grid_scale",
     "interpolate",
     "picture",
     "principal_directions",

@@ -19,6 +19,8 @@ import ipywidgets as widgets
 import numpy as np
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
+TILE_PX = 40  # a grid's tiles are upscaled to about this many pixels on their longer side
+GRID_MAX_PX = 1024  # ... while the whole grid stays within this many
 
 
 def _as_numpy(x) -> np.ndarray:
@@ -105,10 +107,16 @@ def auto_scale(height: int, width: int, target: int = 256, max_scale: int = 8) -
     return int(max(1, min(max_scale, target // max(height, width, 1))))
 
 
+def grid_scale(tile: tuple[int, int], size: tuple[int, int]) -> int:
+    """The integer upscaling of a grid of `size` (H', W') pixels whose tiles are `tile` (H, W):
+    each tile near TILE_PX pixels (an 8x8 digit becomes 40x40), the grid within GRID_MAX_PX."""
+    return max(1, min(auto_scale(*tile, target=TILE_PX), GRID_MAX_PX // max(*size, 1)))
+
+
 def grid_png(images, nrow: int | None = None, pad: int = 1, scale: int | None = None) -> bytes:
-    """PNG bytes of `images` (N, C, H, W) tiled as a grid, upscaled to about 256 px."""
+    """PNG bytes of `images` (N, C, H, W) tiled as a grid; scale=None: `grid_scale`."""
     g = grid(images, nrow=nrow, pad=pad)
-    return to_png(g, scale=scale or auto_scale(*g.shape[:2]))
+    return to_png(g, scale=scale or grid_scale(_as_numpy(images).shape[-2:], g.shape[:2]))
 
 
 def picture(images, nrow: int | None = None, pad: int = 1, scale: int | None = None):
@@ -124,7 +132,7 @@ def picture(images, nrow: int | None = None, pad: int = 1, scale: int | None = N
 class ImageGrid(widgets.Image):
     """An `ipywidgets.Image` showing a batch (N, C, H, W) as a grid; `set_images` refreshes it.
 
-    scale=None picks an integer upscaling so the grid is about 256 px on its longer side.
+    scale=None picks the integer upscaling of `grid_scale`: each tile about TILE_PX pixels.
     """
 
     def __init__(self, images=None, nrow: int | None = None, pad: int = 1, scale=None, **kwargs):

@@ -13,7 +13,8 @@ on the device of its z0 / directions): move them to the model's device inside th
   White (2016, "Sampling generative networks", https://arxiv.org/abs/1609.04468) recommends
   for Gaussian latents because lerp midpoints have an atypically small norm.
 - `LatentExplorer`: one slider per latent dimension or per principal direction (and a class
-  selector for a conditional decoder).
+  selector for a conditional decoder), around a fixed centre or around a code drawn from the
+  prior, with a button that draws a new one.
 - `Interpolation`: a row of decodes between two test images.
 - `RandomInterpolation`: a row of decodes between two prior draws chosen by seed, with a
   truncation slider and an optional class selector (for the GAN, which has no encoder).
@@ -96,6 +97,9 @@ class LatentExplorer:
     """Sliders that move a code z = z0 + Σ_k v_k σ_k u_k; the decoded image updates live.
 
     decode: the decoder callable. dim: latent size d. z0: the centre (d,), default zeros.
+    draw: optional draw(seed) -> (d,), a code from the prior: the centre z0 is then draw(seed),
+        and a `.code_seed` box and a "New code" button (`.new_code`, seed + 1) draw another
+        (for a GAN, whose z = 0 is not a typical code). Give z0 or draw, not both.
     directions: (k, d) unit directions u_k (e.g. from principal_directions); default the
         coordinate axes, allowed only when dim <= max_sliders. std: (k,) σ_k, so slider values
         v_k are in standard deviations; default ones (a N(0, I) prior).
@@ -115,8 +119,14 @@ class LatentExplorer:
         max_sliders: int = 8,
         scale: float = 3.0,
         classes=None,
+        draw=None,
+        seed: int = 0,
     ):
-        self.decode = decode
+        if z0 is not None and draw is not None:
+            raise ValueError("give z0 (a fixed centre) or draw (centres from the prior), not both")
+        self.decode, self.draw = decode, draw
+        if draw is not None:
+            z0 = torch.as_tensor(draw(seed)).float()  # (d,)
         self.classes = None if classes is None else [str(c) for c in classes]
         if directions is None:
             if dim > max_sliders:
@@ -136,11 +146,11 @@ class LatentExplorer:
         k = directions.shape[0]
         self.std = (torch.ones(k) if std is None else torch.as_tensor(std).float()[:k]).to(device)
         self._building = True
-        self._build_controls(names, scale)
+        self._build_controls(names, scale, seed)
         self._building = False
         self.render()
 
-    def _build_controls(self, names: list[str], scale: float) -> None:
+    def _build_controls(self, names: list[str], scale: float, seed: int) -> None:
         self.sliders = [
             widgets.FloatSlider(
                 value=0.0,
@@ -166,7 +176,14 @@ class LatentExplorer:
             self.label = widgets.Dropdown(options=options, value=0, description="class")
             self.label.observe(on_change, names="value")
             extra = [self.label]
-        controls = widgets.VBox([*extra, *self.sliders, self.reset_button])
+        buttons = [self.reset_button]
+        if self.draw is not None:
+            self.code_seed = widgets.IntText(value=seed, description="code seed")
+            self.code_seed.observe(self.out.capture()(self._new_centre), names="value")
+            self.new_code = widgets.Button(description="New code", icon="random")
+            self.new_code.on_click(self.out.capture()(self._next_code))
+            extra, buttons = [*extra, self.code_seed], [self.new_code, self.reset_button]
+        controls = widgets.VBox([*extra, *self.sliders, widgets.HBox(buttons)])
         self.widget = widgets.HBox([controls, widgets.VBox([self.image, self.out])])
 
     def _ipython_display_(self) -> None:
@@ -190,6 +207,15 @@ class LatentExplorer:
             else:
                 x = self.decode(self.z[None], self.label.value)  # (1, C, H, W)
         self.image.value = to_png(x[0], scale=_tile_scale(x) * 2)
+
+    def _next_code(self, _button=None) -> None:
+        self.code_seed.value += 1  # observe draws the new centre
+
+    def _new_centre(self, _change=None) -> None:
+        """Centre on draw(code seed), the sliders back to 0."""
+        z0 = torch.as_tensor(self.draw(self.code_seed.value)).float()
+        self.z0 = z0.to(self.z0.device)  # (d,)
+        self.reset()
 
     def reset(self, _button=None) -> None:
         """All sliders back to 0 (z = z0), with a single redraw."""
@@ -326,6 +352,7 @@ class RandomInterpolation:
 class LatentMap:
     """The encoded test set in 2-D (first two principal directions when d > 2), one trace per
     label; clicking a point decodes that point's full d-dim code and shows it beside the map.
+    Until the first click the image is hidden (an empty image would show as a broken one).
 
     `select(index)` is what a click calls. `.fig` (FigureWidget), `.image`, `.caption`, `.z`.
     """
@@ -395,7 +422,7 @@ class LatentMap:
                 legend_title_text="label",
             ),
         )
-        self.image = widgets.Image(format="png")
+        self.image = widgets.Image(format="png", layout=widgets.Layout(display="none"))
         self.caption = widgets.HTML("click a point")
         self.out = widgets.Output()
         on_click = self.out.capture()(self._on_click)
@@ -415,6 +442,7 @@ class LatentMap:
         with torch.no_grad():
             x = self.decode(self.z[index : index + 1])  # (1, C, H, W)
         self.image.value = to_png(x[0], scale=self.scale)
+        self.image.layout.display = None  # shown from the first click on
         self.caption.value = f"label {self.labels[index]}, index {index}"
         with self.fig.batch_update():
             self.fig.data[-1].x, self.fig.data[-1].y = [self.xy[index, 0]], [self.xy[index, 1]]
