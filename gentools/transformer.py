@@ -8,6 +8,11 @@ pre-LayerNorm arrangement of GPT-2 (Radford et al. 2019) and nanoGPT:
 Attention runs through `torch.nn.functional.scaled_dot_product_attention`; `causal=True`
 masks the future (GPT), `causal=False` lets every token see every other (BERT).
 
+Positions: the models add learned absolute position embeddings to the tokens (GPT-2), or,
+with `rope=True`, rotate each head's queries and keys by angles that grow with the position
+(rotary position embeddings, Su et al. 2021, https://arxiv.org/abs/2104.09864), so that
+q_i . k_j depends on the tokens and on the offset i - j only.
+
 NOTE: the explicit attention weights (for the attention widget) come from `Block.attention`,
 which recomputes softmax(QK^T / sqrt(d)) by hand; the fused kernel never forms that matrix.
 
@@ -40,25 +45,30 @@ class KVCache:
 class SelfAttention(nn.Module):
     """Multi-head self-attention: one fused QKV projection, SDPA, an output projection."""
 
-    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = False):
+    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = False,
+                 rope: bool = False):
         super().__init__()
         if n_embd % n_head:
             raise ValueError(f"n_embd ({n_embd}) must be divisible by n_head ({n_head})")
-        self.n_head, self.dropout = n_head, dropout
+        self.n_head, self.dropout, self.rope = n_head, dropout, rope
         self.qkv = nn.Linear(n_embd, 3 * n_embd, bias=bias)
         self.proj = nn.Linear(n_embd, n_embd, bias=bias)
         self.resid_drop = nn.Dropout(dropout)
 
-    def heads(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        """x (B, T, C) -> q, k, v, each (B, nh, T, hs)."""
+    def heads(self, x: torch.Tensor, start: int = 0
+              ) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """x (B, T, C) at positions start.. -> q, k, v, each (B, nh, T, hs)."""
         B, T, C = x.shape
-        q, k, v = self.qkv(x).split(C, dim=2)  # (B, T, C) each
-        return tuple(t.view(B, T, self.n_head, C // self.n_head).transpose(1, 2) for t in (q, k, v))
+        qkv = self.qkv(x).view(B, T, 3, self.n_head, C // self.n_head).permute(2, 0, 3, 1, 4)
+        if self.rope:  # queries and keys turned together: one rotation for both
+            q, k = rotate(qkv[:2], start).unbind(0)  # (B, nh, T, hs) each
+            return q, k, qkv[2]
+        return qkv.unbind(0)  # (3, B, nh, T, hs) -> q, k, v
 
     def forward(self, x: torch.Tensor, causal: bool, cache: KVCache | None = None,
                 layer: int = 0, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = self.heads(x)  # (B, nh, T, hs)
+        q, k, v = self.heads(x, cache.length if cache is not None else 0)  # (B, nh, T, hs)
         is_causal = causal and T > 1
         if cache is not None:
             start = cache.length
@@ -94,6 +104,18 @@ class SelfAttention(nn.Module):
         return scores.softmax(-1)
 
 
+def rotate(x: torch.Tensor, start: int = 0, base: float = 10000.0) -> torch.Tensor:
+    """Rotary position embedding of x (..., T, hs) at positions start..start+T-1: each pair
+    (x_i, x_{i+hs/2}) turns by the angle pos * base^(-2i/hs)."""
+    T, hs = x.shape[-2], x.shape[-1]
+    freq = base ** (-torch.arange(0, hs, 2, device=x.device, dtype=torch.float32) / hs)  # (hs/2,)
+    pos = torch.arange(start, start + T, device=x.device, dtype=torch.float32)  # (T,)
+    angle = pos[:, None] * freq[None, :]  # theta_{t,i} = t * base^(-2i/hs): (T, hs/2)
+    cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
+    x1, x2 = x.chunk(2, dim=-1)  # (..., T, hs/2) each
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1)  # R(theta) [x1; x2]
+
+
 def causal_mask(t_q: int, t_k: int, device=None) -> torch.Tensor:
     """Boolean (t_q, t_k): the last t_q of t_k positions each see themselves and the past."""
     i = torch.arange(t_q, device=device)[:, None] + (t_k - t_q)  # absolute query positions
@@ -116,10 +138,11 @@ class MLP(nn.Module):
 class Block(nn.Module):
     """Pre-LN Transformer block: x + Attn(LN(x)), then x + MLP(LN(x))."""
 
-    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = False):
+    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = False,
+                 rope: bool = False):
         super().__init__()
         self.ln_1 = nn.LayerNorm(n_embd, bias=bias)
-        self.attn = SelfAttention(n_embd, n_head, dropout, bias)
+        self.attn = SelfAttention(n_embd, n_head, dropout, bias, rope)
         self.ln_2 = nn.LayerNorm(n_embd, bias=bias)
         self.mlp = MLP(n_embd, dropout, bias)
 
@@ -137,14 +160,16 @@ class Block(nn.Module):
 def add_stack(model: nn.Module, c) -> None:
     """Give `model` the layers GPT and BERT share, built from config `c`, and initialise them.
 
-    tok_emb and pos_emb (embeddings), drop, blocks (n_layer Blocks), ln_f (final norm) and
-    head, whose weight is tied to tok_emb's: logits = h E^T.
+    tok_emb and pos_emb (embeddings; no pos_emb when the config has rope=True), drop, blocks
+    (n_layer Blocks), ln_f (final norm) and head, whose weight is tied to tok_emb's:
+    logits = h E^T.
     """
+    rope = getattr(c, "rope", False)
     model.tok_emb = nn.Embedding(c.vocab_size, c.n_embd)
-    model.pos_emb = nn.Embedding(c.block_size, c.n_embd)
+    model.pos_emb = None if rope else nn.Embedding(c.block_size, c.n_embd)
     model.drop = nn.Dropout(c.dropout)
     model.blocks = nn.ModuleList(
-        Block(c.n_embd, c.n_head, c.dropout, c.bias) for _ in range(c.n_layer)
+        Block(c.n_embd, c.n_head, c.dropout, c.bias, rope) for _ in range(c.n_layer)
     )
     model.ln_f = nn.LayerNorm(c.n_embd, bias=c.bias)
     model.head = nn.Linear(c.n_embd, c.vocab_size, bias=False)

@@ -80,12 +80,43 @@ def test_top_k_and_top_p_filtering():
     assert torch.equal(sample_logits(logits[:2], temperature=0), torch.zeros(2, dtype=torch.long))
 
 
+class PreferSpecials(torch.nn.Module):
+    """A head whose logits favour [PAD], then [MASK], then [UNK] by a wide margin."""
+
+    def __init__(self, head: torch.nn.Module, vocab_size: int):
+        super().__init__()
+        self.inner, self.bias = head, torch.zeros(vocab_size)
+        self.bias[[text.PAD, text.MASK, text.UNK]] = torch.tensor([40.0, 39.0, 38.0])
+
+    def forward(self, h):
+        return self.inner(h) + self.bias  # (B, T, V)
+
+
+def test_generation_never_emits_a_special_token(model):
+    model.head = PreferSpecials(model.head, V)
+    prompt = torch.randint(3, V, (4, 3))
+    assert int(sample_logits(model(prompt)[:, -1]).min()) == text.PAD  # the model wants [PAD]
+    settings = [dict(temperature=1.0), dict(temperature=0), dict(top_k=1), dict(top_p=0.5),
+                dict(temperature=2.0, use_cache=False)]
+    gen = lambda: torch.Generator().manual_seed(0)
+    model.config.never_sample = (text.PAD, text.MASK)  # a char tokenizer: [UNK] may appear
+    for kw in settings:
+        new = model.generate(prompt, 30, generator=gen(), **kw)[:, 3:]  # (4, 30)
+        assert not bool(((new == text.PAD) | (new == text.MASK)).any()), kw
+        assert bool((new == text.UNK).all()), kw  # next in line, and allowed here
+    model.config.never_sample = text.SubwordTokenizer.never_sample  # BPE: never [UNK] either
+    assert text.UNK in model.config.never_sample
+    for kw in settings:
+        new = model.generate(prompt, 30, generator=gen(), **kw)[:, 3:]
+        assert int(new.min()) >= 3, kw
+    assert int(model.sample(2, gen(), length=20)[:, 1:].min()) >= 3  # after the start token
+
+
 def test_loss_metrics_and_nll(model):
     x = torch.randint(3, V, (4, 16))
     y = torch.randint(3, V, (4, 16))
     out = {k: v.item() for k, v in model.loss((x, y)).items()}
-    assert set(out) == {"loss", "ppl", "bits"}
-    assert out["ppl"] == pytest.approx(math.exp(out["loss"]), rel=1e-5)
+    assert set(out) == {"loss", "bits"}  # perplexity is exp of a mean loss, never a mean of exp
     assert out["bits"] == pytest.approx(out["loss"] / math.log(2), rel=1e-6)
     assert abs(out["loss"] - math.log(V)) < 0.2  # an untrained model is near uniform
     assert model.nll((x, y)).sum() == pytest.approx(out["loss"] * x.numel(), rel=1e-5)
@@ -100,6 +131,10 @@ def test_tiny_train_save_load_and_sample(tmp_path):
                       out_dir=str(tmp_path), progress=False)
     state = fit(model, data, cfg)
     assert state.val["loss"] < math.log(data.vocab_size) - 1  # it learned something
+    evaluated = data.val[:32]  # eval_batches 4 of 8 blocks
+    per_token = model.eval().nll(evaluated).sum().item() / evaluated[1].numel()
+    # val_ppl = exp(mean nats per token), as the notebook reports it
+    assert math.exp(state.val["loss"]) == pytest.approx(math.exp(per_token), rel=1e-5)
     text.save(data.tokenizer, tmp_path / "tokenizer.json")
     tok = text.load_tokenizer(tmp_path / "tokenizer.json")
     again = load_model(GPT, Path(tmp_path) / "checkpoint.safetensors")

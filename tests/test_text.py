@@ -81,6 +81,14 @@ def test_bpe_tokenizer_is_lossless_and_compresses(bpe, corpus):
     assert bpe.decode(bpe.encode("a [MASK] b")) == "a[MASK] b"
 
 
+def test_which_special_tokens_a_generator_may_emit(bpe, corpus):
+    char = CharTokenizer.train(SAMPLE)
+    assert char.never_sample == (PAD, MASK)  # [UNK] is what unseen characters encode to
+    assert UNK in char.encode("Z")
+    assert bpe.never_sample == (PAD, UNK, MASK)  # byte-level BPE encodes anything without it
+    assert UNK not in bpe.encode(SAMPLE + split_text(corpus)[1][:20_000] + "\x00\U0001f600")
+
+
 def test_tokenizers_save_and_load(bpe, tmp_path):
     for tok in (bpe, CharTokenizer.train(SAMPLE)):
         path = text.save(tok, tmp_path / f"{tok.kind}.json")

@@ -97,10 +97,20 @@ def test_fill_mask_draws_one_bar_chart_per_mask():
     assert widget.predictions[0][1] == ("t1", 0.25)
     widget.text.value = "[MASK] and [MASK]"
     assert len(widget.fig.data) == 2 and widget.fig.data[1].xaxis == "x2"
+    axes = [widget.fig.layout.yaxis, widget.fig.layout.yaxis2]
+    assert [tuple(a.range) for a in axes] == [(0, pytest.approx(0.55))] * 2  # one shared axis
     widget.k.value = 5
     assert calls[-1] == ("[MASK] and [MASK]", 5) and len(widget.fig.data[0].x) == 5
     widget.text.value = "no mask here"
     assert len(widget.fig.data) == 0 and widget.fig.layout.annotations[0].text == "no [MASK]"
+
+
+def test_fill_mask_charts_share_one_axis():
+    probs = torch.tensor([[0.9, 0.05], [0.01, 0.005]])  # a sure first mask, an unsure second
+    widget = FillMask(lambda text, k: (probs, torch.tensor([[3, 4], [5, 6]])), str,
+                      text="[MASK] x [MASK]", k=2)
+    ranges = [tuple(widget.fig.layout[name].range) for name in ("yaxis", "yaxis2")]
+    assert ranges == [(0, pytest.approx(0.99))] * 2
 
 
 def test_fill_mask_with_a_real_bert():

@@ -9,6 +9,8 @@
   second. Both put the special tokens [PAD] [UNK] [MASK] at ids 0, 1, 2, read "[MASK]" written
   in text as the mask token, and save and load as JSON (`to_json`, `tokenizer_from_json`,
   `save`, `load_tokenizer`): notebooks write `tokenizer.json` next to the checkpoint.
+  `never_sample` lists the special ids a generator must never emit: [PAD] and [MASK], and
+  [UNK] for BPE, which encodes any text without it.
 - Datasets: `TensorDataset`s of token blocks, x (N, T) int64; with `shift=True` (GPT) also the
   next-token targets y (N, T). Training blocks start every `stride` tokens and are views into
   one token stream (no copy); val blocks do not overlap.
@@ -71,6 +73,7 @@ class CharTokenizer:
     Characters never seen in training become [UNK]."""
 
     kind = "char"
+    never_sample = (PAD, MASK)  # ids a generator must not emit ([UNK] stands for unseen text)
 
     def __init__(self, chars: str | list[str]):
         self.chars = sorted(set(chars) - {""})
@@ -110,6 +113,7 @@ class SubwordTokenizer:
     A [MASK] in the text takes the whitespace before it along (decode drops that space)."""
 
     kind = "bpe"
+    never_sample = (PAD, UNK, MASK)  # ids a generator must not emit (encode never gives [UNK])
 
     def __init__(self, tokenizer):
         self.tok = tokenizer  # a tokenizers.Tokenizer

@@ -12,7 +12,9 @@ nucleus (Holtzman et al. 2020, https://arxiv.org/abs/1904.09751) filtering. With
 each step feeds only the newest token; without it each step re-runs the whole context.
 
 NOTE: the vocabulary's special tokens ([PAD] [UNK] [MASK]) are never trained as targets in
-practice; `sample` starts from `config.start_token` (the notebooks use the newline).
+practice; `sample` starts from `config.start_token` (the notebooks use the newline), and
+generation never emits a token of `config.never_sample` (its logits are set to -inf before
+any filtering): [PAD] and [MASK] always, [UNK] too where the tokenizer never produces it.
 NOTE: past `block_size` tokens the window slides, and learned absolute positions then shift
 under every cached key, so the cache is refilled from the last block_size tokens at each
 step: exact, but no faster than running without a cache.
@@ -42,6 +44,7 @@ class GPTConfig:
     bias: bool = False  # biases in Linear and LayerNorm (False: nanoGPT's faster choice)
     beta2: float = 0.99  # AdamW beta2 (0.99 for small char-level models, as nanoGPT)
     start_token: int = 0  # the token that starts an unprompted sample
+    never_sample: tuple[int, ...] = (0, 2)  # ids generation never emits ([PAD], [MASK])
 
 
 class GPT(GenerativeModel):
@@ -99,7 +102,7 @@ class GPT(GenerativeModel):
         x, y = batch  # (B, T) tokens and their next tokens
         logits = self(x)  # (B, T, V)
         nll = F.cross_entropy(logits.flatten(0, 1), y.flatten())  # nats per token
-        return {"loss": nll, "ppl": nll.exp(), "bits": nll / math.log(2)}  # bits per token
+        return {"loss": nll, "bits": nll / math.log(2)}  # nats and bits per token
 
     @torch.no_grad()
     def nll(self, batch) -> torch.Tensor:
@@ -142,11 +145,18 @@ class GPT(GenerativeModel):
                 logits = self(idx[:, -1:], cache)[:, -1]  # one new token: (B, V)
             else:
                 logits = self(idx[:, -bs:])[:, -1]  # the whole context again: (B, V)
+            logits = self.allowed(logits)  # special tokens out: (B, V)
             nxt = sample_logits(logits, temperature, top_k, top_p, generator)  # (B,)
             idx = torch.cat([idx, nxt[:, None]], 1)
             if stream is not None and stream(nxt):
                 break
         return idx
+
+    def allowed(self, logits: torch.Tensor) -> torch.Tensor:
+        """logits (..., V) with the ids of `config.never_sample` at -inf: p = 0 for them."""
+        ids = [i for i in self.config.never_sample if i < logits.shape[-1]]
+        banned = torch.tensor(ids, dtype=torch.long, device=logits.device)  # (n,)
+        return logits.index_fill(-1, banned, -math.inf) if len(banned) else logits
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, length: int | None = None,

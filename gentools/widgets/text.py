@@ -125,7 +125,8 @@ class TextGenerator:
 
 class FillMask:
     """Text with [MASK] in, a bar chart of the top-k tokens per mask out (`.fig`);
-    `.predictions` holds [(token, probability), ...] for each mask."""
+    `.predictions` holds [(token, probability), ...] for each mask. Every chart shares one
+    probability axis, from 0 to a little above the largest probability shown."""
 
     def __init__(self, fill, piece, text: str = "The [MASK] statement", k: int = 8):
         self.fill, self.piece = fill, piece
@@ -156,12 +157,14 @@ class FillMask:
     def render(self) -> None:
         n = max(1, len(self.predictions))
         titles = [f"[MASK] #{i + 1}" for i in range(n)] if self.predictions else ["no [MASK]"]
-        fig = make_subplots(rows=1, cols=n, subplot_titles=titles)
+        fig = make_subplots(rows=1, cols=n, subplot_titles=titles, shared_yaxes=True)
         for i, preds in enumerate(self.predictions):
             tokens = [repr(t)[1:-1] for t, _ in preds]  # show spaces and newlines
             fig.add_trace(go.Bar(x=tokens, y=[p for _, p in preds], showlegend=False,
                                  hovertemplate="%{x}: %{y:.3f}<extra></extra>"), 1, i + 1)
-        fig.update_yaxes(title_text="probability", range=[0, 1], row=1, col=1)
+        top = max((p for preds in self.predictions for _, p in preds), default=1.0)
+        fig.update_yaxes(range=[0, min(1.0, 1.1 * top)])  # the same range on every chart
+        fig.update_yaxes(title_text="probability", row=1, col=1)
         with self.fig.batch_update():
             self.fig.data = []
             self.fig.layout = fig.layout.update(height=260, template="plotly_white",
