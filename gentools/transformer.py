@@ -68,25 +68,18 @@ class SelfAttention(nn.Module):
     def forward(self, x: torch.Tensor, causal: bool, cache: KVCache | None = None,
                 layer: int = 0, attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         B, T, C = x.shape
-        q, k, v = self.heads(x, cache.length if cache is not None else 0)  # (B, nh, T, hs)
-        is_causal = causal and T > 1
+        start = cache.length if cache is not None else 0  # position of x's first token
+        q, k, v = self.heads(x, start)  # (B, nh, T, hs)
         if cache is not None:
-            start = cache.length
             if start + T > cache.max_len:
                 raise ValueError(f"KV cache full: {start} + {T} > {cache.max_len} positions")
             cache.k[layer, :, :, start : start + T] = k
             cache.v[layer, :, :, start : start + T] = v
             k = cache.k[layer, :, :, : start + T]  # (B, nh, start+T, hs)
             v = cache.v[layer, :, :, : start + T]
-            if causal and start > 0 and T > 1:  # query i (at start+i) sees keys j <= start+i
-                attn_mask = causal_mask(T, start + T, x.device)
-                is_causal = False
-            elif start > 0:  # one new query sees every cached key
-                is_causal = False
-        if attn_mask is not None:
-            is_causal = False
+        mask, is_causal = attention_mask(T, start, causal, attn_mask, x.device)
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0,
+            q, k, v, attn_mask=mask, dropout_p=self.dropout if self.training else 0.0,
             is_causal=is_causal,
         )  # softmax(q k^T / sqrt(hs) + mask) v: (B, nh, T, hs)
         y = y.transpose(1, 2).contiguous().view(B, T, C)  # (B, T, C)
@@ -114,6 +107,22 @@ def rotate(x: torch.Tensor, start: int = 0, base: float = 10000.0) -> torch.Tens
     cos, sin = angle.cos().to(x.dtype), angle.sin().to(x.dtype)
     x1, x2 = x.chunk(2, dim=-1)  # (..., T, hs/2) each
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1)  # R(theta) [x1; x2]
+
+
+def attention_mask(t_q: int, start: int, causal: bool, attn_mask: torch.Tensor | None,
+                   device=None) -> tuple[torch.Tensor | None, bool]:
+    """(mask, is_causal) for SDPA, for t_q queries at positions start.. over start + t_q keys.
+
+    Causal with nothing cached and no other mask: SDPA's own causal kernel. Causal otherwise:
+    the explicit causal mask, and-ed with the caller's `attn_mask` (True = may attend). One
+    query attends to every key before it, so it needs no mask of its own.
+    """
+    if not causal or t_q == 1:
+        return attn_mask, False
+    if start == 0 and attn_mask is None:
+        return None, True
+    mask = causal_mask(t_q, start + t_q, device)  # (t_q, start + t_q)
+    return (mask if attn_mask is None else mask & attn_mask), False
 
 
 def causal_mask(t_q: int, t_k: int, device=None) -> torch.Tensor:
@@ -155,26 +164,6 @@ class Block(nn.Module):
                   attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         """This block's attention weights for input x (B, T, C): (B, nh, T, T)."""
         return self.attn.weights(self.ln_1(x), causal, attn_mask)
-
-
-def add_stack(model: nn.Module, c) -> None:
-    """Give `model` the layers GPT and BERT share, built from config `c`, and initialise them.
-
-    tok_emb and pos_emb (embeddings; no pos_emb when the config has rope=True), drop, blocks
-    (n_layer Blocks), ln_f (final norm) and head, whose weight is tied to tok_emb's:
-    logits = h E^T.
-    """
-    rope = getattr(c, "rope", False)
-    model.tok_emb = nn.Embedding(c.vocab_size, c.n_embd)
-    model.pos_emb = None if rope else nn.Embedding(c.block_size, c.n_embd)
-    model.drop = nn.Dropout(c.dropout)
-    model.blocks = nn.ModuleList(
-        Block(c.n_embd, c.n_head, c.dropout, c.bias, rope) for _ in range(c.n_layer)
-    )
-    model.ln_f = nn.LayerNorm(c.n_embd, bias=c.bias)
-    model.head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
-    init_weights(model, c.n_layer)
-    model.head.weight = model.tok_emb.weight  # tied
 
 
 def init_weights(model: nn.Module, n_layer: int) -> None:

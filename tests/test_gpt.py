@@ -145,3 +145,21 @@ def test_tiny_train_save_load_and_sample(tmp_path):
     s = again.sample(2, generator=gen(), length=20, prompt=x[0])
     assert s.shape == (2, x.shape[1] + 20) and torch.equal(s, model.sample(2, gen(), 20, x[0]))
     assert isinstance(tok.decode(s[0]), str)
+
+
+def test_causal_attention_keeps_a_callers_mask_and_matches_the_explicit_weights():
+    from gentools.transformer import SelfAttention
+
+    torch.manual_seed(0)
+    attn = SelfAttention(16, 2).eval()
+    x = torch.randn(2, 5, 16)
+    keep = torch.rand(5, 5) > 0.4
+    keep |= torch.eye(5, dtype=torch.bool)  # every query sees itself
+    _, _, v = attn.heads(x)
+    for mask in (None, keep):
+        w = attn.weights(x, causal=True, attn_mask=mask)  # (B, nh, T, T), by hand
+        expected = attn.proj((w @ v).transpose(1, 2).reshape(2, 5, 16))
+        got = attn(x, causal=True, attn_mask=mask)
+        assert torch.allclose(got, expected, atol=1e-6)
+    hidden = attn.weights(x, causal=True, attn_mask=keep)
+    assert (hidden[..., ~(keep & torch.ones(5, 5, dtype=torch.bool).tril())] == 0).all()

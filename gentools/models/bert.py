@@ -36,9 +36,10 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+from torch import nn
 
 from gentools.models.base import GenerativeModel
-from gentools.transformer import adamw, add_stack
+from gentools.transformer import Block, adamw, init_weights
 
 
 @dataclass
@@ -68,7 +69,17 @@ class BERT(GenerativeModel):
 
     def __init__(self, config: BERTConfig):
         super().__init__(config)
-        add_stack(self, config)  # tok_emb, pos_emb, drop, blocks, ln_f, tied head
+        c = config
+        self.tok_emb = nn.Embedding(c.vocab_size, c.n_embd)  # token -> vector
+        # learned absolute positions, or none: rotary positions live in the attention
+        self.pos_emb = None if c.rope else nn.Embedding(c.block_size, c.n_embd)
+        self.drop = nn.Dropout(c.dropout)
+        self.blocks = nn.ModuleList(
+            Block(c.n_embd, c.n_head, c.dropout, c.bias, c.rope) for _ in range(c.n_layer))
+        self.ln_f = nn.LayerNorm(c.n_embd, bias=c.bias)  # final norm
+        self.head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
+        init_weights(self, c.n_layer)
+        self.head.weight = self.tok_emb.weight  # tied: logits = h E^T
 
     def configure_optimizers(self, lr: float, weight_decay: float):
         return {"main": adamw(self, lr, weight_decay, (0.9, self.config.beta2))}
