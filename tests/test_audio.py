@@ -148,3 +148,32 @@ def test_pitch_errors_in_cents():
     waves = [np.sin(2 * np.pi * A.midi_to_hz(m) * t) for m in (60, 61.5, 72)]
     cents = A.pitch_errors_cents(waves, 8000, [60, 60, 60])
     assert cents == pytest.approx([0, 150, 1200], abs=3)
+
+
+def test_pitch_check_passes_real_notes_and_fails_notes_of_the_wrong_pitch():
+    """The check WaveNet's notes go through: real notes pass at the rate of the default (4 kHz),
+    and the same notes asked for as another pitch, or sines at a wrong frequency, fail."""
+    _, noisy, _, inst, pitch = A.synth_notes(24, seed=2, sample_rate=4000)
+    asked = np.array(A.PITCHES)[pitch]
+    assert set(inst.tolist()) == {0, 1, 2}
+    right = A.pitch_check(noisy, 4000, asked)
+    assert right["within"] == 1.0 and right["median_abs_cents"] < 30
+    for shift in (2, -3, 12):  # a generator that plays a tone, a minor third, an octave off
+        wrong = A.pitch_check(noisy, 4000, asked + shift)
+        assert wrong["within"] == 0.0, (shift, wrong["cents"])
+        assert wrong["median_abs_cents"] > 100 * abs(shift) - 30
+    t = np.arange(1000) / 4000
+    sines = [0.5 * np.sin(2 * np.pi * A.midi_to_hz(m + 1.5) * t) for m in asked]
+    assert A.pitch_check(sines, 4000, asked)["within"] == 0.0  # 150 cents sharp
+    half = A.pitch_check([np.zeros(1000), sines[0]], 4000, [asked[0], asked[0] + 1.5])
+    assert half["within"] == 0.5 and math.isnan(half["cents"][0])  # silence is a miss
+
+
+def test_envelope_ratio_tells_a_held_note_from_one_that_dies_away():
+    t = np.arange(1000) / 4000
+    tone = np.sin(2 * np.pi * 220 * t)
+    held, dying = A.envelope_ratio([tone, tone * np.exp(-t / 0.03)])
+    assert held == pytest.approx(1.0, abs=0.02) and dying < 0.01
+    _, noisy, _, inst, _ = A.synth_notes(9, seed=0, sample_rate=4000)
+    ratio = A.envelope_ratio(noisy)
+    assert ratio[inst == 0].min() > 0.4 and ratio[inst == 2].max() < 0.4  # flute held, bell decays

@@ -2,6 +2,7 @@
 
 import math
 
+import numpy as np
 import pytest
 import torch
 
@@ -100,3 +101,40 @@ def test_tiny_train_and_sample_smoke():
     assert calls[0] == (1, 30) and calls[-1] == (30, 30) and len(calls) == 30
     with pytest.raises(ValueError, match="temperature"):
         model.sample(1, 5, 0, 0, temperature=0)
+
+
+def test_clip_phase_finds_the_phase_of_the_note_and_the_sinusoids_follow_it():
+    """phi from a clip at the pitch's f0 is its phase; l_t at that phi lines up with the clip."""
+    from gentools.data.audio import midi_to_hz, mu_law_encode
+
+    model = WaveNet.from_size("tiny", sample_rate=4000)
+    pitch = torch.tensor([0, 10, 24])
+    t = torch.arange(1000, dtype=torch.float64) / 4000
+    f0 = torch.as_tensor(midi_to_hz(np.array(model.config.pitch_midi)[pitch.numpy()]))
+    levels = torch.tensor([5, 40, 63])
+    phi = 2 * math.pi * levels.double() / model.config.phase_levels
+    x = 0.6 * torch.cos(2 * math.pi * f0[:, None] * t + phi[:, None])  # (3, 1000)
+    found = model.clip_phase(mu_law_encode(x), pitch)
+    assert ((found - levels) % model.config.phase_levels).tolist() == [0, 0, 0]
+    cos1 = model.sinusoids(pitch, found, 0, 1000)[:, model.config.harmonics]  # cos(theta_t)
+    assert torch.allclose(cos1.double(), x / 0.6, atol=0.05)
+
+
+def test_nll_is_the_two_part_code_phase_then_samples(tiny):
+    """nll = -log p(x | c, phi) + log(phase_levels): an upper bound on -log p(x | c)."""
+    codes, idx = torch.randint(0, 256, (2, 40)), torch.tensor([0, 2])
+    logits = tiny(codes, idx, idx, tiny.clip_phase(codes, idx))
+    given_phi = torch.nn.functional.cross_entropy(logits, codes, reduction="none").sum(1)
+    expect = given_phi + math.log(tiny.config.phase_levels)
+    assert torch.allclose(tiny.nll((codes, idx, idx)), expect)
+    plain = WaveNet.from_size("tiny", harmonics=0).double()
+    assert plain.phase_nats(40) == 0.0 and not hasattr(plain, "local")
+
+
+def test_the_pitch_sinusoids_change_the_prediction_but_not_causality(tiny):
+    codes, idx = torch.randint(0, 256, (1, 40)), torch.tensor([2])
+    a = tiny(codes, idx, idx, torch.tensor([0]))
+    b = tiny(codes, idx, idx, torch.tensor([16]))
+    assert not torch.allclose(a, b)
+    later = tiny(codes[:, 10:], idx, idx, torch.tensor([0]), start=10)  # same clip time
+    assert torch.allclose(later[:, :, tiny.receptive_field :], a[:, :, 10 + tiny.receptive_field :])

@@ -73,3 +73,25 @@ def test_an_error_in_generate_lands_in_the_output_and_re_enables_the_button():
     with pytest.raises(RuntimeError):
         w.generate_clip()
     assert not w.button.disabled and w.waveform is None
+
+
+def test_a_real_note_of_the_same_instrument_and_pitch_plays_beside_the_generated_one():
+    asked = []
+
+    def real(instrument, pitch):
+        asked.append((instrument, pitch))
+        return None if pitch == 2 else np.full(400, 0.25)
+
+    w = AudioGenerator(fake_generate([]), ["flute", "bell"], [48, 60, 72], 8000, real=real)
+    assert w.real_player in w.widget.children[0].children[1].children
+    w.instrument.value, w.pitch.value = 1, 0
+    w.generate_clip()
+    assert asked == [(1, 0)] and w.real_waveform.shape == (400,)
+    assert w.real_player.value[:4] == b"RIFF" and len(w.real_player.value) == 44 + 2 * 400
+    assert w.real_label.value == "real bell, C3 (48)"
+    w.pitch.value = 2  # no real note of that pitch: the player empties and says so
+    w.generate_clip()
+    assert asked[-1] == (1, 2) and w.real_waveform is None and w.real_player.value == b""
+    assert w.real_label.value.startswith("no real bell")
+    alone = AudioGenerator(fake_generate([]), ["a"], [60], 8000)
+    assert alone.real_player not in alone.widget.children[0].children[1].children

@@ -336,3 +336,27 @@ def pitch_errors_cents(waves, sample_rate: int, midi) -> np.ndarray:
     waves = np.asarray(waves, dtype=np.float64)
     f0 = np.array([estimate_f0(x, sample_rate) for x in waves])
     return 1200 * np.log2(f0 / midi_to_hz(midi))
+
+
+def pitch_check(waves, sample_rate: int, midi) -> dict:
+    """Do notes sound at the MIDI pitches they were asked for? YIN on each clip.
+
+    Returns ``within`` (share of clips with |error| <= 100 cents, a silent clip counts as a
+    miss), ``median_abs_cents`` (over the clips with a pitch) and ``cents`` (per clip).
+    """
+    cents = pitch_errors_cents(waves, sample_rate, midi)
+    within = float(np.mean(np.abs(np.nan_to_num(cents, nan=np.inf)) <= 100))
+    voiced = np.abs(cents[~np.isnan(cents)])
+    median = float(np.median(voiced)) if len(voiced) else float("nan")
+    return {"within": within, "median_abs_cents": median, "cents": cents}
+
+
+def envelope_ratio(waves) -> np.ndarray:
+    """RMS of each clip's last quarter over the RMS of its first quarter: (N,).
+
+    About 1 for a note held to the end, near 0 for one that dies away early.
+    """
+    waves = np.atleast_2d(np.asarray(waves, dtype=np.float64))
+    q = max(1, waves.shape[1] // 4)
+    rms = lambda x: np.sqrt((x**2).mean(1))  # noqa: E731
+    return rms(waves[:, -q:]) / np.maximum(rms(waves[:, :q]), 1e-12)

@@ -2,7 +2,8 @@
 generation (Paine et al. 2016, https://arxiv.org/abs/1611.09482).
 
 An autoregressive model of mu-law audio codes x_1..x_T (256 levels):
-p(x | c) = prod_t softmax(f(x_<t, c))[x_t], with c the global conditioning (instrument, pitch).
+p(x | c) = prod_t softmax(f(x_<t, c, l_t))[x_t], with c the global conditioning (instrument,
+pitch) and l_t a local conditioning signal: sinusoids at the pitch's frequency.
 
 - an embedding of each code, then a causal conv that sees x_{t-2}, x_{t-1} (shifted: the
   logits at t never see x_t);
@@ -11,6 +12,17 @@ p(x | c) = prod_t softmax(f(x_<t, c))[x_t], with c the global conditioning (inst
   h <- h + W_r g (residual), skip += W_s g;
 - out = W_2 relu(W_1 relu(sum skip)): 256-way logits.
 The receptive field is 2 + stacks (2^cycle - 1) samples: 1025 at the default size.
+
+Local conditioning (`harmonics` = K > 0): every layer's gates also get W_l l_t, with
+l_t = [sin(k theta_t), cos(k theta_t)]_{k=1..K}, theta_t = 2 pi f0 t / sr + phi, f0 the
+frequency of the pitch asked for. The pitch label alone is a gate bias that teacher forcing
+barely uses (the past samples predict the next one well without it), so generated notes
+drifted off pitch; l_t is a clock at f0 that generation cannot drift from. In training, phi
+is the phase of the clip's own component at f0 (`clip_phase`), quantised to `phase_levels`
+levels, so l_t lines up with the note; generation uses phi = 0 (any phase is a valid note).
+phi is read off the clip, so the likelihood is reported as a two-part code: first phi,
+uniform over its levels (log2 64 = 6 bits per clip), then x given phi. That total is an
+upper bound on -log2 p(x | c), and it is what `loss` and `nll` return.
 
 Fast generation keeps, for every layer, a queue of its last d inputs (d its dilation), so a
 new sample costs one step per layer, O(L), instead of a forward pass over the receptive
@@ -53,6 +65,10 @@ class WaveNetConfig:
     skip_channels: int = 64  # channels of the skip sum and the output layers
     cycle: int = 10  # dilations 1, 2, ..., 2^(cycle-1) in each stack
     stacks: int = 1  # how many times the dilation cycle repeats
+    harmonics: int = 0  # local conditioning: sin, cos of 2 pi k f0 t for k = 1..harmonics (0: none)
+    sample_rate: int = 8000  # samples per second, for the frequency of those sinusoids
+    pitch_midi: tuple[int, ...] = tuple(range(48, 73))  # MIDI note of each pitch index
+    phase_levels: int = 64  # the clip's phase at f0, quantised to this many levels, aligns l_t
 
 
 class ResidualLayer(nn.Module):
@@ -66,7 +82,7 @@ class ResidualLayer(nn.Module):
         self.skip = nn.Conv1d(c.dilation_channels, c.skip_channels, 1)
 
     def forward(self, h: torch.Tensor, cond: torch.Tensor):
-        z = self.conv(h) + cond[:, :, None]  # (B, 2D, T): W * h + V c
+        z = self.conv(h) + cond  # (B, 2D, T): W * h + V c (+ W_l l_t); cond (B, 2D, 1 or T)
         f, g = z.chunk(2, dim=1)
         g = torch.tanh(f) * torch.sigmoid(g)  # (B, D, T): tanh(z_f) sigmoid(z_g)
         return h + self.res(g), self.skip(g)  # (B, R, T), (B, S, T)
@@ -76,11 +92,11 @@ class WaveNet(GenerativeModel):
     Config = WaveNetConfig
     sizes = {
         "tiny": dict(residual_channels=8, dilation_channels=8, skip_channels=16, cycle=4,
-                     stacks=2),
+                     stacks=2, harmonics=2),
         "default": dict(residual_channels=32, dilation_channels=32, skip_channels=64, cycle=10,
-                        stacks=1),
+                        stacks=1, harmonics=4),
         "gpu": dict(residual_channels=64, dilation_channels=64, skip_channels=256, cycle=10,
-                    stacks=3),
+                    stacks=3, harmonics=4),
     }
 
     def __init__(self, config: WaveNetConfig):
@@ -94,6 +110,11 @@ class WaveNet(GenerativeModel):
         self.instrument = nn.Embedding(c.n_instruments, n_cond)  # V c for every layer
         self.pitch = nn.Embedding(c.n_pitches, n_cond)
         self.layers = nn.ModuleList(ResidualLayer(c, d) for d in self.dilations)
+        if c.harmonics:  # W_l l_t for every layer: a 1x1 conv of the pitch sinusoids
+            self.local = nn.Conv1d(2 * c.harmonics, n_cond, 1, bias=False)
+            if len(c.pitch_midi) != c.n_pitches:
+                raise ValueError(f"pitch_midi has {len(c.pitch_midi)} notes for "
+                                 f"{c.n_pitches} pitches")
         self.out1 = nn.Conv1d(c.skip_channels, c.skip_channels, 1)
         self.out2 = nn.Conv1d(c.skip_channels, c.levels, 1)
 
@@ -107,31 +128,82 @@ class WaveNet(GenerativeModel):
         v = self.instrument(instrument) + self.pitch(pitch)  # (B, L * 2D)
         return v.view(len(v), len(self.layers), -1)
 
-    def logits_from_embedded(self, e, instrument, pitch) -> torch.Tensor:
-        """e: embedded codes (B, R, T) -> logits (B, levels, T); logits at t see e_<t only."""
-        cond = self.conditioning(instrument, pitch)
+    def f0_cycles(self, pitch: torch.Tensor, start: int, length: int) -> torch.Tensor:
+        """f0 t / sr at t = start .. start + length - 1, f0 the pitch's frequency: (B, T)."""
+        midi = torch.tensor(self.config.pitch_midi, dtype=torch.float64, device=pitch.device)
+        f0 = 440.0 * 2.0 ** ((midi[pitch] - 69) / 12)  # (B,) Hz: f = 440 2^((m - 69) / 12)
+        t = torch.arange(start, start + length, dtype=torch.float64, device=pitch.device)
+        return f0[:, None] * t / self.config.sample_rate  # (B, T)
+
+    def sinusoids(self, pitch, phase, start: int, length: int) -> torch.Tensor:
+        """The local conditioning l_t at t = start .. start + length - 1: (B, 2K, length).
+
+        l_t = [sin(k (2 pi f0 t / sr + phi)), cos(...)] for k = 1..K, f0 the pitch's frequency,
+        phi (B,) the phase in levels 0..phase_levels-1; t counts samples from the clip's start.
+        It depends on the pitch and phi only, never on the samples before t.
+        """
+        k = torch.arange(1, self.config.harmonics + 1, dtype=torch.float64, device=pitch.device)
+        turns = self.f0_cycles(pitch, start, length) + phase[:, None] / self.config.phase_levels
+        angle = 2 * math.pi * k[None, :, None] * torch.remainder(turns, 1.0)[:, None]  # (B,K,T)
+        return torch.cat([angle.sin(), angle.cos()], 1).to(self.embed.weight.dtype)
+
+    @torch.no_grad()
+    def clip_phase(self, codes: torch.Tensor, pitch: torch.Tensor) -> torch.Tensor:
+        """The phase of each clip's fundamental, quantised: (B,) levels 0..phase_levels-1.
+
+        phi = arg sum_t x_t e^(-i 2 pi f0 t / sr) (the clip's component at f0), so that
+        cos(2 pi f0 t / sr + phi) follows the note's fundamental; x = mu-law decoded codes.
+        """
+        levels, mu = self.config.phase_levels, self.config.levels - 1
+        f = 2 * codes.double() / mu - 1  # F = 2q / mu - 1
+        x = torch.sign(f) * torch.expm1(f.abs() * math.log1p(mu)) / mu  # mu-law decode
+        angle = 2 * math.pi * torch.remainder(self.f0_cycles(pitch, 0, codes.shape[1]), 1.0)
+        phi = torch.atan2(-(x * angle.sin()).sum(1), (x * angle.cos()).sum(1))  # (B,)
+        return torch.remainder(torch.round(phi / (2 * math.pi) * levels), levels).long()
+
+    def phase_nats(self, length: int) -> float:
+        """Cost of sending the clip's phase level first (uniform): log(phase_levels) nats per
+        clip, spread over its samples. -log p(x | c) <= this + -log p(x | c, phi)."""
+        return math.log(self.config.phase_levels) / length if self.config.harmonics else 0.0
+
+    def logits_from_embedded(self, e, instrument, pitch, phase=None, start: int = 0):
+        """e: embedded codes (B, R, T) -> logits (B, levels, T); logits at t see e_<t only.
+        phase (B,) levels of the pitch sinusoids (None: 0); `start` the clip time of e[..., 0]."""
+        cond = self.conditioning(instrument, pitch)[..., None]  # (B, L, 2D, 1)
+        if self.config.harmonics:  # + W_l l_t: (B, L, 2D, T)
+            phase = torch.zeros_like(pitch) if phase is None else phase
+            local = self.local(self.sinusoids(pitch, phase, start, e.shape[2]))  # (B, L 2D, T)
+            cond = cond + local.view(len(e), len(self.layers), -1, e.shape[2])
         h, skip = self.input(e), 0  # (B, R, T)
         for i, layer in enumerate(self.layers):
             h, s = layer(h, cond[:, i])
             skip = skip + s  # (B, S, T)
         return self.out2(F.relu(self.out1(F.relu(skip))))  # (B, levels, T)
 
-    def forward(self, codes, instrument, pitch) -> torch.Tensor:
-        """codes (B, T) int -> logits (B, levels, T) predicting each code from the ones before."""
-        return self.logits_from_embedded(self.embed(codes).transpose(1, 2), instrument, pitch)
+    def forward(self, codes, instrument, pitch, phase=None, start: int = 0) -> torch.Tensor:
+        """codes (B, T) int -> logits (B, levels, T) predicting each code from the ones before;
+        codes[:, 0] is at clip time `start`."""
+        e = self.embed(codes).transpose(1, 2)  # (B, R, T)
+        return self.logits_from_embedded(e, instrument, pitch, phase, start)
+
+    def _phase(self, codes, pitch):
+        return self.clip_phase(codes, pitch) if self.config.harmonics else None
 
     # --- the contract ------------------------------------------------------------------
     def loss(self, batch) -> dict[str, torch.Tensor]:
         codes, instrument, pitch = batch
-        nats = F.cross_entropy(self(codes, instrument, pitch), codes)  # mean -log p(x_t | x_<t)
+        logits = self(codes, instrument, pitch, self._phase(codes, pitch))
+        nats = F.cross_entropy(logits, codes)  # mean -log p(x_t | x_<t, c, phi)
+        nats = nats + self.phase_nats(codes.shape[1])  # + log(levels) / T: sending phi
         return {"loss": nats, "bps": nats / math.log(2)}
 
     @torch.no_grad()
     def nll(self, batch) -> torch.Tensor:
         """-log p(x | c) in nats per example: (B,)."""
         codes, instrument, pitch = batch
-        logits = self(codes, instrument, pitch)
-        return F.cross_entropy(logits, codes, reduction="none").sum(1)
+        logits = self(codes, instrument, pitch, self._phase(codes, pitch))
+        nats = F.cross_entropy(logits, codes, reduction="none").sum(1)  # -log p(x | c, phi)
+        return nats + self.phase_nats(codes.shape[1]) * codes.shape[1]  # + log(levels)
 
     @torch.no_grad()
     def sample(
@@ -165,8 +237,9 @@ class WaveNet(GenerativeModel):
         device = next(self.parameters()).device
         inst, pit = inst.to(device), pit.to(device)
         for t in range(codes.shape[1]):
-            window = torch.from_numpy(codes[:, max(0, t - self.receptive_field) : t + 1])
-            logits = self(window.to(device), inst, pit)[:, :, -1]  # x_t itself is not seen
+            start = max(0, t - self.receptive_field)
+            window = torch.from_numpy(codes[:, start : t + 1])
+            logits = self(window.to(device), inst, pit, None, start)[:, :, -1]  # x_t not seen
             yield logits.double().cpu().numpy()  # (n, levels)
 
     def _fast_steps(self, codes, inst, pit):
@@ -186,10 +259,18 @@ class WaveNet(GenerativeModel):
         past_w = np.stack([W[f"layers.{i}.conv.conv.weight"][:, :, 0].T for i in range(L)])
         now_w = [W[f"layers.{i}.conv.conv.weight"][:, :, 1].T for i in range(L)]  # (R, 2D)
         cond = cond + np.stack([W[f"layers.{i}.conv.conv.bias"] for i in range(L)])[:, None]
+        local_w = None
+        if self.config.harmonics:  # W_l as (2K, L, 2D), and l_t for every t: (T, n, 2K)
+            local_w = W["local.weight"][:, :, 0].T.reshape(-1, L, 2 * D)
+            zero = torch.zeros_like(pit).to(device)  # generation: phase level 0
+            l_all = self.sinusoids(pit.to(device), zero, 0, codes.shape[1]).cpu().numpy()
+            l_all = np.ascontiguousarray(l_all.transpose(2, 0, 1))  # (T, n, 2K)
         # sigmoid(a) = (1 + tanh(a / 2)) / 2: halve the gate rows, one tanh per layer, and fold
         # the outer 1/2 into the residual and skip weights
         half = np.concatenate([np.ones(D), np.full(D, 0.5)]).astype(emb.dtype)  # (2D,)
         past_w, now_w, cond = past_w * half, [w * half for w in now_w], cond * half
+        if local_w is not None:
+            local_w = np.ascontiguousarray((local_w * half).transpose(1, 0, 2))  # (L, 2K, 2D)
         res_w = [W[f"layers.{i}.res.weight"][:, :, 0].T / 2 for i in range(L)]  # (D, R)
         res_b = [W[f"layers.{i}.res.bias"] for i in range(L)]
         skip_w = np.concatenate([W[f"layers.{i}.skip.weight"][:, :, 0].T / 2 for i in range(L)])
@@ -204,6 +285,8 @@ class WaveNet(GenerativeModel):
             h = from_old[x2] + from_new[x1]  # (n, R): the shifted input conv
             past = np.stack([q[t % d] for q, d, *_ in layers])  # (L, n, R): h_{t-d} per layer
             zp = np.matmul(past, past_w) + cond  # (L, n, 2D): past tap + V c, all layers at once
+            if local_w is not None:  # + W_l l_t: (n, 2K) x (L, 2K, 2D) -> (L, n, 2D)
+                zp += np.matmul(l_all[t], local_w)
             gates = []
             for (q, d, w_now, w_res, b_res), z_past in zip(layers, zp, strict=True):
                 q[t % d] = h  # h_t replaces h_{t-d} in the queue

@@ -8,6 +8,10 @@ array in [-1, 1], and progress(step, total) may be called after each generated s
 widget moves its IntProgress at most about 100 times per clip, since every widget update is
 a message to the browser).
 
+Given `real(instrument, pitch) -> waveform or None` as well (for example a test clip of that
+instrument and pitch), a second player beside the first plays that real note after each
+Generate, so the two can be heard side by side.
+
 The player is an `ipywidgets.Audio` holding 16-bit PCM WAV bytes written with the stdlib
 `wave` module (`wav_bytes`); the pictures are static plotly figures shown in an Output.
 """
@@ -86,8 +90,9 @@ class AudioGenerator:
         temperature: float = 1.0,
         seconds: float = 0.25,
         max_seconds: float = 2.0,
+        real: Callable | None = None,
     ):
-        self.generate, self.sample_rate = generate, sample_rate
+        self.generate, self.sample_rate, self.real = generate, sample_rate, real
         self.instrument = widgets.Dropdown(
             options=[(name, i) for i, name in enumerate(instruments)], value=0,
             description="instrument")
@@ -102,13 +107,19 @@ class AudioGenerator:
                                      icon="play")
         self.progress = widgets.IntProgress(value=0, min=0, max=1, description="sampling")
         self.player = widgets.Audio(format="wav", autoplay=False, loop=False)
+        self.real_player = widgets.Audio(format="wav", autoplay=False, loop=False)
+        self.real_label = widgets.Label("real note: press Generate")
+        self.real_waveform: np.ndarray | None = None
         self.plot, self.out = widgets.Output(), widgets.Output()
         self.waveform: np.ndarray | None = None
         self.figure: go.Figure | None = None
         self.button.on_click(lambda _: self._on_click())
         controls = widgets.VBox([self.instrument, self.pitch, self.temperature, self.seconds,
                                  widgets.HBox([self.button, self.progress])])
-        self.widget = widgets.VBox([widgets.HBox([controls, self.player]), self.plot, self.out])
+        players = widgets.VBox([widgets.Label("generated"), self.player])
+        if real is not None:
+            players.children += (self.real_label, self.real_player)
+        self.widget = widgets.VBox([widgets.HBox([controls, players]), self.plot, self.out])
 
     @property
     def n_samples(self) -> int:
@@ -137,6 +148,7 @@ class AudioGenerator:
         self.waveform = np.asarray(x, dtype=np.float64).reshape(-1)
         self.progress.value = n
         self.player.value = wav_bytes(self.waveform, self.sample_rate)
+        self._show_real()
         self.figure = waveform_figure(
             self.waveform, self.sample_rate,
             f"{self.instrument.label}, {self.pitch.label}, T = {self.temperature.value:g}")
@@ -144,6 +156,19 @@ class AudioGenerator:
             clear_output(wait=True)
             display(self.figure)
         return self.waveform
+
+    def _show_real(self) -> None:
+        """The real note of the current instrument and pitch in the second player, if any."""
+        if self.real is None:
+            return
+        x = self.real(self.instrument.value, self.pitch.value)
+        self.real_waveform = None if x is None else np.asarray(x, dtype=np.float64).reshape(-1)
+        if self.real_waveform is None:
+            self.real_player.value = b""
+            self.real_label.value = f"no real {self.instrument.label}, {self.pitch.label}"
+        else:
+            self.real_player.value = wav_bytes(self.real_waveform, self.sample_rate)
+            self.real_label.value = f"real {self.instrument.label}, {self.pitch.label}"
 
     def _ipython_display_(self) -> None:
         display(self.widget)
