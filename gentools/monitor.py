@@ -13,18 +13,16 @@ UI messages are processed at most once per `redraw_every` seconds, and always at
 and `on_end`. Curves are averaged into at most 2000 bins live and 500 in the static figure.
 
 NOTE (Stop button): while a cell runs, ipykernel does not read the button's comm message until
-the cell ends. `process_ui_events()` reads the messages that wait for the busy thread and
-handles the widget (comm) ones in place; see its docstring. It needs ipykernel >= 7 (its
-shell-channel thread). On anything else it does nothing: the click then reaches the kernel only
-after the cell has ended, too late to stop that run, and Kernel > Interrupt is the way to stop.
+the cell ends. `gentools._compat.process_ui_events()` reads the messages that wait for the busy
+thread and handles the widget (comm) ones in place. It relies on ipykernel 7's internals, so it
+checks the version and does nothing elsewhere: the click then reaches the kernel only after the
+cell has ended, and Kernel > Interrupt is the way to stop (training then finishes its step,
+writes its checkpoint and stops, see `train.fit`).
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextvars
 import math
-import threading
 import time
 from collections import deque
 
@@ -35,75 +33,13 @@ from IPython import get_ipython
 from IPython.display import display
 from plotly.subplots import make_subplots
 
+from gentools._compat import process_ui_events
 from gentools.widgets.image import ImageGrid, picture
 
 LIVE_POINTS = 2000  # most points per curve in the live FigureWidget
 STATIC_POINTS = 500  # most points per curve in the static figure saved in the notebook
 RATE_WINDOW = 50  # steps in the moving window for steps/s and ETA
-_COMM_MSG_TYPES = frozenset({"comm_open", "comm_msg", "comm_close"})
 _COLORS = {"train": "#1f77b4", "val": "#ff7f0e"}
-
-
-def process_ui_events() -> int:
-    """Handle the widget messages that wait while this cell runs; return how many.
-
-    ipykernel 7 receives shell messages on its shell-channel thread and forwards the main
-    shell's ones through an inproc ZMQ pair to the main thread, whose event loop is blocked
-    while a cell runs. Here we drain that pair without blocking: comm messages (widget clicks
-    and value changes) go straight to the comm manager, under their own parent header as
-    ipykernel does for comms that arrive during an async cell; every other message
-    (execute_request, kernel_info_request, ...) is scheduled, in arrival order, as a task on
-    the kernel's loop, where it waits for the running cell like it would have anyway. No
-    busy/idle status is published for the comms, so the frontend keeps showing "busy".
-
-    Returns 0 and reads nothing without an ipykernel >= 7 kernel (plain python, a terminal
-    IPython, an older ipykernel), or off the thread that runs the cell.
-    """
-    kernel = getattr(get_ipython(), "kernel", None)
-    channel = getattr(kernel, "shell_channel_thread", None)  # ipykernel >= 7 only
-    if channel is None:
-        return 0
-    try:
-        loop = asyncio.get_running_loop()  # the kernel's loop: we run inside its cell task
-        subshell_id = channel.manager.subshell_id_from_thread_id(threading.get_ident())
-    except RuntimeError:  # no running loop, or not a shell thread
-        return 0
-    import zmq
-
-    sock = channel.manager.get_shell_channel_to_subshell_pair(subshell_id).to_socket
-    session = kernel.session
-    cell_parent, cell_ident = kernel.get_parent("shell"), kernel._parent_ident["shell"]
-    handled = 0
-    while True:  # drain until EAGAIN, so the loop's edge-triggered stream sees new arrivals
-        try:
-            frames = sock.recv_multipart(zmq.NOBLOCK, copy=False)
-        except zmq.Again:
-            return handled
-        msg_type = None
-        if len(frames) > 1:  # a one-frame b"stop aborting" marker is not a message
-            idents, rest = session.feed_identities(frames, copy=False)
-            msg_type = session.deserialize(rest, content=False, copy=False)["header"]["msg_type"]
-        if msg_type not in _COMM_MSG_TYPES:
-            coro = kernel.shell_main(subshell_id, frames)
-            loop.create_task(_task_in_task(coro, contextvars.copy_context()))
-            continue
-        msg = session.deserialize(rest, content=True, copy=False)
-        kernel.set_parent(idents, msg, channel="shell")
-        try:
-            kernel.shell_handlers[msg_type](None, idents, msg)  # the comm manager; logs errors
-        finally:
-            kernel.set_parent(cell_ident, cell_parent, channel="shell")
-        handled += 1
-
-
-async def _task_in_task(coro, context: contextvars.Context):
-    """Run coro in a task started by a task, the way ipykernel runs each message it reads.
-
-    A message ipykernel read before this cell waits as a task that has yet to start its
-    inner task. Giving ours the same two steps keeps them behind it in the shell lock's queue,
-    so Run All's queued cells still run in order (one step fewer let them overtake it).
-    """
-    return await asyncio.create_task(coro, context=context)
 
 
 def _show(obj) -> None:

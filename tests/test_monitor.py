@@ -13,7 +13,8 @@ import pytest
 import torch
 
 import gentools.monitor as monitor
-from gentools.monitor import Monitor, process_ui_events
+from gentools._compat import process_ui_events
+from gentools.monitor import Monitor
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -273,3 +274,25 @@ def test_on_end_leaves_the_last_sample_grid_as_a_static_png(shown):
     shown.clear()
     run(mon2, make_state())
     assert not [o for o in shown if isinstance(o, Image)]
+
+
+def test_stop_button_support_degrades_with_one_warning_on_unknown_ipykernel(monkeypatch):
+    import asyncio
+    import warnings
+    from types import SimpleNamespace
+
+    from gentools import _compat
+
+    async def in_a_cell():  # a cell runs inside the kernel's event loop
+        return process_ui_events()
+
+    shell = SimpleNamespace(kernel=SimpleNamespace(shell_channel_thread=SimpleNamespace()))
+    monkeypatch.setattr(_compat, "get_ipython", lambda: shell)
+    for major, reason in ((8, "not a tested version"), (7, "internals changed")):
+        monkeypatch.setattr(_compat, "_broken", [])
+        monkeypatch.setattr(_compat, "_ipykernel_major", lambda m=major: m)
+        with pytest.warns(UserWarning, match=f"cell ends: .*{reason}.*Kernel > Interrupt"):
+            assert asyncio.run(in_a_cell()) == 0
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")  # said once, then quiet
+            assert asyncio.run(in_a_cell()) == 0
