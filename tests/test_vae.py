@@ -80,3 +80,21 @@ def test_iwae_bound_is_tighter_than_the_elbo(digits):
     assert k1.mean().item() == pytest.approx(nelbo.item(), rel=0.01)
     assert k100.mean() < k1.mean()
     assert k100.shape == (64,) and torch.isfinite(k100).all()
+
+
+@pytest.mark.parametrize("k", [1, 7, 100])
+def test_iwae_bound_is_exact_when_every_weight_is_the_same(digits, k):
+    """With q(z|x) = p(z) and a decoder that ignores z, every importance weight
+    w_i = p(x|z_i) p(z_i) / q(z_i|x) equals p(x), so the bound -log (1/k) sum_i w_i is
+    exactly -log p(x) for every k: dropping the 1/k (the - log k) would miss it by log k."""
+    torch.manual_seed(0)
+    model = VAE.from_size("tiny").eval()
+    with torch.no_grad():
+        model.encoder[-1].weight.zero_()  # mu = 0, log sigma^2 = 0: q(z|x) = N(0, I) = p(z)
+        model.encoder[-1].bias.zero_()
+        model.decoder[0].weight.zero_()  # the decoder sees only its biases: p(x|z) = p(x)
+    x = digits.test.tensors[0][:16]
+    logits = model.decode_params(torch.randn(1, model.config.latent_dim))[0].detach()  # (D, L)
+    log_px = torch.distributions.Categorical(logits=logits).log_prob(x.flatten(1)).sum(-1)
+    assert torch.allclose(model.nll((x,), k=k), -log_px, atol=1e-3)
+    assert model.loss((x,))["nelbo"].item() == pytest.approx(-log_px.mean().item(), abs=1e-3)
