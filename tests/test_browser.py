@@ -94,6 +94,8 @@ SHOWS = {
                  drive=Drive("button", "Generate", "text")),
     "bert": Shows(sliders=1, buttons=("Finished",), plots=4, images=0,
                   drive=Drive("slider", "top-k", "plot")),
+    "diffusion": Shows(sliders=6, buttons=("Finished", "linear", "spherical"), plots=2, images=5,
+                       drive=Drive("slider", "guidance", "image")),
     "compare": Shows(sliders=0, buttons=("Fréchet distance", "bits/dim"), plots=2, images=0,
                      drive=Drive("button", "Fréchet distance", "plot"), reuses=4),
 }
