@@ -19,6 +19,7 @@ from gentools.widgets import (
     interpolate,
     picture,
     principal_directions,
+    show_source,
     to_png,
 )
 
@@ -295,3 +296,15 @@ def test_latent_map_click_decodes_the_full_code_of_that_point():
         ).max()
         < 0.01
     )
+
+
+def _halve(x):
+    return x / 2  # a line only this function has
+
+
+def test_show_source_returns_the_source_text_of_functions_as_python():
+    halve = "def _halve(x):\n    return x / 2  # a line only this function has\n"
+    assert show_source(_halve).data == halve
+    assert show_source(_halve).language == "python"
+    both = show_source(_halve, decode_png).data  # in order, a blank line between
+    assert both.startswith(halve + "\n\ndef decode_png(data: bytes) -> np.ndarray:\n")
