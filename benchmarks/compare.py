@@ -45,7 +45,7 @@ def main() -> None:
         rows = [r for fam in compare.FAMILIES for r in _rows(fam, meta)]
         agree = all(_agrees(run_dir, fam, i, tensors) for fam, i, run_dir in rows)
         anchors = _anchors([run_dir for _, _, run_dir in rows])
-        seeds = list(meta["runs"][compare.FAMILIES[0].notebook])
+        seeds = list(meta["runs"][compare.FAMILIES[0].key])
     print(f"`gentools run compare -p seeds {args.seeds}` ({args.size} size, every model trained "
           f"{'unless found in ' + args.runs if args.runs else 'afresh'}):\n")
     print(table)
@@ -61,7 +61,7 @@ def main() -> None:
     print("|" + " --- |" * (len(seeds) + 1))
     for fam in compare.FAMILIES:
         cells = [
-            " / ".join(_num(tensors[f"{fam.notebook}.{key}"][i].item(), decimals)
+            " / ".join(_num(tensors[f"{fam.key}.{key}"][i].item(), decimals)
                        for key, decimals in (("nll", 2), ("fcd", 2), ("train_seconds", 1)))
             for i in range(len(seeds))
         ]
@@ -74,7 +74,7 @@ def _num(x: float, decimals: int) -> str:
 
 def _rows(fam, meta):
     """(family, index in the saved per-seed tensors, run folder) for each seed of a family."""
-    for i, run_dir in enumerate(meta["runs"].get(fam.notebook, {}).values()):
+    for i, run_dir in enumerate(meta["runs"].get(fam.key, {}).values()):
         yield fam, i, Path(run_dir)
 
 
@@ -107,9 +107,9 @@ def _anchors(run_dirs) -> str:
 def _agrees(run_dir: Path, fam, i: int, tensors: dict) -> bool:
     """The saved per-seed NLL and training time equal the run's own metrics.json."""
     recorded = jobs.read_json(run_dir / jobs.METRICS)
-    same = tensors[f"{fam.notebook}.train_seconds"][i].item() == recorded["train_seconds"]
+    same = tensors[f"{fam.key}.train_seconds"][i].item() == recorded[fam.prefix + "train_seconds"]
     if fam.nll_key:
-        same &= tensors[f"{fam.notebook}.nll"][i].item() == recorded[fam.nll_key]
+        same &= tensors[f"{fam.key}.nll"][i].item() == recorded[fam.nll_key]
     return same
 
 

@@ -90,12 +90,20 @@ BENCHMARKS = [
     Benchmark("flow", "Quality", "Flow default job", ("benchmarks/flow.py",),
               "`gentools run flow` at default parameters, one run per dequantization. Targets: "
               "K=1 bound <= 95 nats (aim 90), <= 120 s."),
+    Benchmark("diffusion", "Quality", "Diffusion default job", ("benchmarks/diffusion.py",),
+              "`gentools run diffusion` at default parameters, one run (DDPM and flow matching "
+              "on the same network, 1500 steps each). Targets: <= 120 s; Fréchet classifier "
+              "distance of 1000 samples below the GAN's in the comparison (aim <= 25); >= 90% of "
+              "guided samples classified as the class asked for; NLL bound below the per-pixel "
+              "histogram (aim <= 95). `python benchmarks/diffusion.py --designs --no-job` "
+              "re-measures the design table in the notebook."),
     Benchmark("compare", "Quality", "All image families on the digits test split",
               ("benchmarks/compare.py", "--seeds", "3"),
               "`notebooks/compare.ipynb` with 3 seeds at default size, every model trained afresh "
               "(target: <= 25 min). NLL in nats per image: exact for PixelCNN, upper bounds for "
-              "the VAE and the flow; Fréchet classifier distance and class shares of 1000 "
-              "samples (lower distance is better; 0.1 per class is a perfect spread). The anchors "
+              "the VAE, the flow and the diffusion model; Fréchet classifier distance and class "
+              "shares of 1000 samples (lower distance is better; 0.1 per class is a perfect "
+              "spread). The anchors "
               "below the table are the values its runs recorded."),
     Benchmark("bert", "Quality", "BERT where the input hides the answer",
               ("benchmarks/transformers.py", "--parts", "bert"),

@@ -34,12 +34,13 @@ import torch
 
 from gentools import checkpoint, jobs, metrics
 from gentools.data import load_images
+from gentools.models.diffusion import Diffusion
 from gentools.models.flow import Flow
 from gentools.models.gan import GAN
 from gentools.models.pixelcnn import PixelCNN
 from gentools.models.vae import VAE
 from gentools.params import notebook_parameters, tiny_parameters, validate
-from gentools.train import load_model
+from gentools.train import CHECKPOINT, load_model
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,17 @@ class Family:
     bpd_key: str | None  # metrics.json key of the same number in bits/dim
     kind: str  # "exact", "bound" or "none": what the NLL is
     detail: str = ""  # how the number is computed, formatted with the run's parameters
+    prefix: str = ""  # of its metrics.json keys and checkpoint folder, for a second model of a run
+
+    @property
+    def key(self) -> str:
+        """The family's name in saved results: its notebook, plus the prefix if it has one."""
+        return self.notebook + (f"-{self.prefix.rstrip('_')}" if self.prefix else "")
+
+    def checkpoint(self, run: Path) -> Path:
+        """The checkpoint of this family's model in a run folder."""
+        folder = run / self.prefix.rstrip("_") if self.prefix else run
+        return folder / CHECKPOINT
 
 
 FAMILIES = (
@@ -59,6 +71,9 @@ FAMILIES = (
     Family("PixelCNN", "pixelcnn", PixelCNN, "test_nll", "test_bpd", "exact"),
     Family("Flow", "flow", Flow, "test_nll_iw", "test_bpd_iw", "bound",
            "importance-weighted, K={iw_k}"),
+    Family("Diffusion", "diffusion", Diffusion, "test_nll", "test_bpd", "bound",
+           "variational, {nll_draws} KL terms drawn per image"),
+    Family("Flow matching", "diffusion", Diffusion, None, None, "none", prefix="flow_"),
 )
 
 # per-seed values of a row, in table order: (key, column title, decimals)
@@ -128,7 +143,7 @@ def find_run(runs_dir: str | Path, fam: Family, parameters: dict) -> Path | None
             and manifest.get("notebook_sha256") == digest
             and asked == parameters
             and (run / jobs.METRICS).is_file()
-            and (run / "checkpoint.safetensors").is_file()
+            and fam.checkpoint(run).is_file()
         ):
             found.append((manifest.get("finished_at") or "", run))
     return max(found)[1] if found else None
@@ -147,9 +162,11 @@ def sample_quality(model, n: int, seed: int, test_x01: torch.Tensor, classifier)
 
 def read_result(fam: Family, run: Path, reused: bool, n_samples: int) -> Result:
     """One row from a completed run folder: metrics.json, the manifest and the checkpoint."""
-    recorded = jobs.read_json(run / jobs.METRICS)
+    everything = jobs.read_json(run / jobs.METRICS)
+    recorded = {k.removeprefix(fam.prefix): v for k, v in everything.items()
+                if k.startswith(fam.prefix)}  # this family's metrics, without the prefix
     params = jobs.read_json(run / jobs.MANIFEST)["parameters"]
-    model = load_model(fam.model, run / "checkpoint.safetensors")
+    model = load_model(fam.model, fam.checkpoint(run))
     seed = params["seed"]
     if "fcd" in recorded and "coverage_min" in recorded:
         quality = {k: recorded[k] for k in ("fcd", "coverage_min", "coverage_max")}
@@ -274,10 +291,10 @@ def save(path: str | Path, results: Sequence[Result], table: str) -> Path:
     for fam in dict.fromkeys(r.family for r in results):
         rows = [r for r in results if r.family == fam]
         for key, _, _ in COLUMNS:
-            tensors[f"{fam.notebook}.{key}"] = torch.tensor([r.values[key] for r in rows],
-                                                            dtype=torch.float64)
-        tensors[f"{fam.notebook}.samples"] = torch.stack([r.samples for r in rows])
-        runs[fam.notebook] = {str(r.seed): str(r.run) for r in rows}
+            tensors[f"{fam.key}.{key}"] = torch.tensor([r.values[key] for r in rows],
+                                                       dtype=torch.float64)
+        tensors[f"{fam.key}.samples"] = torch.stack([r.samples for r in rows])
+        runs[fam.key] = {str(r.seed): str(r.run) for r in rows}
     return checkpoint.save(path, tensors, {"runs": runs, "table": table})
 
 
@@ -293,11 +310,12 @@ def agrees_with_runs(results: Sequence[Result]) -> dict[str, bool]:
     out = {}
     for r in results:
         recorded = json.loads((r.run / jobs.METRICS).read_text())
-        same = r.values["train_seconds"] == recorded["train_seconds"]
+        prefix = r.family.prefix
+        same = r.values["train_seconds"] == recorded[prefix + "train_seconds"]
         for key, name in (("nll", r.family.nll_key), ("bpd", r.family.bpd_key)):
             same &= (r.values[key] == recorded[name]) if name else math.isnan(r.values[key])
-        if "fcd" in recorded:
-            same &= r.values["fcd"] == recorded["fcd"]
+        if prefix + "fcd" in recorded:
+            same &= r.values["fcd"] == recorded[prefix + "fcd"]
         out[r.family.name] = out.get(r.family.name, True) and same
     return out
 

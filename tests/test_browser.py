@@ -97,7 +97,7 @@ SHOWS = {
     "diffusion": Shows(sliders=6, buttons=("Finished", "linear", "spherical"), plots=2, images=5,
                        drive=Drive("slider", "guidance", "image")),
     "compare": Shows(sliders=0, buttons=("Fréchet distance", "bits/dim"), plots=2, images=0,
-                     drive=Drive("button", "Fréchet distance", "plot"), reuses=4),
+                     drive=Drive("button", "Fréchet distance", "plot"), reuses=6),
 }
 
 MISSING = (
@@ -162,7 +162,7 @@ def browser(lab):
 
 @pytest.fixture(scope="module")
 def tiny_runs(lab):
-    """A function that returns the runs/ folder holding the seed-0 tiny runs of the four image
+    """A function that returns the runs/ folder holding the seed-0 tiny runs of the image
     notebooks, with the parameters compare.ipynb asks for at size tiny.
 
     `gentools sweep` makes them on 2 workers, started in the background when the first browser
