@@ -10,13 +10,7 @@ from gentools.data import load_images
 from gentools.models.diffusion import Diffusion, alpha_bars, flow_matching_loss, gaussian_kl
 from gentools.train import TrainConfig, fit
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 @pytest.fixture(scope="module")

@@ -10,14 +10,7 @@ import torch
 from gentools.models.pixelcnn import PixelCNN
 from gentools.train import TrainConfig, fit
 
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny models run many times faster on one thread than on two next to a busy process."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(**kw) -> PixelCNN:
