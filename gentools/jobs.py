@@ -359,10 +359,14 @@ def run_status(run_dir: str | os.PathLike[str]) -> str | None:
 
 
 def _reuse_run_dir(run_dir: Path) -> Path:
-    """Create ``run_dir``, or empty it when it holds an unfinished or failed run."""
+    """Create ``run_dir``, or empty it when it holds an unfinished or failed run (but not one
+    that a live process on this host still runs)."""
     if run_dir.exists():
-        if run_status(run_dir) == "completed":
+        status = run_status(run_dir)
+        if status == "completed":
             raise FileExistsError(f"{run_dir} already holds a completed run")
+        if status == "running" and _alive(read_json(run_dir / MANIFEST)):
+            raise FileExistsError(f"{run_dir} is being run by another process")
         shutil.rmtree(run_dir)
     run_dir.mkdir(parents=True)
     return run_dir

@@ -425,3 +425,23 @@ def test_module_imports_stay_light() -> None:
     code = "import sys, gentools.cli; print(sorted({'torch', 'papermill'} & set(sys.modules)))"
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_a_run_that_a_live_process_runs_is_neither_resumed_nor_emptied(
+    notebooks: Path, tmp_path: Path, no_kernel: None
+) -> None:
+    import os
+    import platform
+
+    params = jobs.check_run("tiny", {})
+    run_dir = tmp_path / "out" / "tiny" / jobs.run_digest(notebooks / "tiny.ipynb", params)
+    run_dir.mkdir(parents=True)
+    jobs.atomic_write_json(run_dir / "manifest.json", {
+        "status": "running", "parameters": params, "pid": os.getpid(), "host": platform.node(),
+        "notebook": str(notebooks / "tiny.ipynb")})
+    (run_dir / "checkpoint.safetensors").write_bytes(b"weights")
+    with pytest.raises(jobs.NotResumable, match="still running"):
+        jobs.resume(run_dir)
+    with pytest.raises(FileExistsError, match="another process"):
+        jobs.run("tiny", {}, out=tmp_path / "out", reuse=True)
+    assert (run_dir / "checkpoint.safetensors").read_bytes() == b"weights"
