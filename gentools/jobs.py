@@ -555,7 +555,7 @@ def _attempt(
             _execute(source, executed, injected, kernel_name, progress, managers)
     except BaseException as exc:
         ename, evalue, trace = _error_of(exc)
-        status = "interrupted" if received else "failed"
+        status = "interrupted" if received or ename == "KeyboardInterrupt" else "failed"
         error = {"ename": ename, "evalue": evalue}
         attempt.update(status=status, error={**error, "traceback": trace})
         manifest.update(status=status, error=error)

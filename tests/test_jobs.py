@@ -445,3 +445,19 @@ def test_a_run_that_a_live_process_runs_is_neither_resumed_nor_emptied(
     with pytest.raises(FileExistsError, match="another process"):
         jobs.run("tiny", {}, out=tmp_path / "out", reuse=True)
     assert (run_dir / "checkpoint.safetensors").read_bytes() == b"weights"
+
+
+@pytest.mark.slow
+def test_a_kernel_stopped_by_a_signal_marks_the_run_interrupted(
+    notebooks: Path, tmp_path: Path
+) -> None:
+    """What train.fit does on SIGTERM in the kernel: checkpoint, then KeyboardInterrupt."""
+    make_notebook(notebooks / "stopped.ipynb", VALIDATE.replace("tiny.ipynb", "stopped.ipynb"),
+                  'raise KeyboardInterrupt("training interrupted by signal 15 after step 3")')
+    with pytest.raises(jobs.RunFailed) as info:
+        jobs.run("stopped", out=tmp_path / "out", progress=False)
+    manifest = manifest_of(info.value.run_dir)
+    assert manifest["status"] == "interrupted" and info.value.signal is None
+    assert [a["status"] for a in manifest["attempts"]] == ["interrupted"]
+    assert manifest["error"]["ename"] == "KeyboardInterrupt"
+    assert "resume it with: gentools run --resume" in str(info.value)
