@@ -130,6 +130,9 @@ def test_stratified_estimate_is_unbiased(monkeypatch):
         est = torch.cat([model.nll(batch, draws=draws, generator=g) for _ in range(4000)])
         assert abs(est.mean().item() - exact) < 4 * est.std().item() / math.sqrt(len(est)) + 1e-9
     assert model.nll(batch, draws=39).item() == exact  # one draw per term: exact
+    many = (torch.zeros(200, 1, 8, 8, dtype=torch.long),)  # each image draws its own t, so the
+    per_image = model.nll(many, draws=2, generator=g)  # standard error over images is honest
+    assert len(per_image.unique()) > 20
 
 
 def test_guidance_scale_one_is_conditional_and_zero_is_unconditional():

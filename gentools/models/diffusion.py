@@ -426,9 +426,12 @@ class Diffusion(GenerativeModel):
             return total + sum(self.bound_term(x0, y, t) for t in range(2, T + 1))
         edges = torch.linspace(2, T + 1, draws + 1).round().long().tolist()
         for lo, hi in zip(edges[:-1], edges[1:], strict=True):
-            if hi > lo:
-                t = int(torch.randint(lo, hi, (1,), generator=generator))
-                total = total + (hi - lo) * self.bound_term(x0, y, t)  # stratum weight x term
+            if hi > lo:  # each image draws its own t in [lo, hi)
+                ts = torch.randint(lo, hi, (len(x0),), generator=generator)  # (B,)
+                for t in ts.unique().tolist():
+                    rows = (ts == t).nonzero().squeeze(1).to(x0.device)  # images that drew t
+                    term = self.bound_term(x0[rows], y[rows], t)  # (rows,)
+                    total = total.index_add(0, rows, (hi - lo) * term)  # stratum weight x term
         return total
 
     # --- sampling --------------------------------------------------------------------------------
