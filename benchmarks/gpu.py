@@ -24,6 +24,7 @@ import time
 from pathlib import Path
 
 from gentools import jobs
+from gentools.params import available_notebooks, notebook_parameters
 
 # Evaluation knobs, kept small: the benchmark measures training throughput.
 QUICK = {
@@ -47,7 +48,8 @@ def cuda_device() -> str | None:
 def gpu_notebooks() -> dict[str, dict]:
     """``{stem: parameter spec}`` of the training notebooks with a `gpu` size."""
     found = {}
-    for stem, spec in jobs.list_notebooks().items():
+    for stem, path in available_notebooks().items():
+        spec = notebook_parameters(path)
         size = spec.get("size")
         has_gpu = size is not None and size.choices is not None and "gpu" in size.choices
         if has_gpu and all(k in spec for k in ("device", "steps", "batch_size", "eval_every")):

@@ -153,7 +153,7 @@ def machine() -> dict:
 
 
 def git_commit() -> dict:
-    from gentools.jobs import git_state
+    from gentools.repro import git_state
 
     return git_state(ROOT)
 

@@ -16,28 +16,17 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, safe_open, save_file
 
+from gentools.files import atomic_write
+
 FORMAT = "gentools-checkpoint-1"
-_UMASK = os.umask(0)
-os.umask(_UMASK)
 
 
 def save(path: str | os.PathLike, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
     """Write `tensors` and the JSON-able `meta` to `path` atomically."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
     # safetensors refuses tensors that share memory (tied weights): store copies.
     flat = {k: v.detach().to("cpu").contiguous().clone() for k, v in tensors.items()}
     header = {"format": FORMAT, "meta": json.dumps(meta)}
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        save_file(flat, str(tmp), metadata=header)
-        os.chmod(tmp, 0o666 & ~_UMASK)  # safetensors writes 0600; use the usual file mode
-        with open(tmp, "rb") as f:
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return atomic_write(path, lambda tmp: save_file(flat, str(tmp), metadata=header))
 
 
 def load(path: str | os.PathLike, device: str | torch.device = "cpu") -> tuple[dict, dict]:

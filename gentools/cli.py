@@ -20,9 +20,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from gentools import jobs
-from gentools.params import ParameterError, notebook_parameters, parse_value
-
-__all__ = ["build_parser", "main"]
+from gentools.files import read_json
+from gentools.params import (
+    ParameterError,
+    available_notebooks,
+    find_notebook,
+    notebook_parameters,
+    notebooks_dir,
+    parse_value,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -80,10 +86,6 @@ def _parameters(notebook: Path, pairs: Sequence[Sequence[str]]) -> dict[str, obj
     return values
 
 
-def _first_checkpoint(run_dir: Path) -> Path | None:
-    return next(iter(sorted(run_dir.rglob("*.safetensors"))), None)
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.resume is not None:
         if args.notebook or args.param or args.out:
@@ -93,14 +95,14 @@ def _cmd_run(args: argparse.Namespace) -> int:
     elif args.notebook is None:
         raise ParameterError("give a notebook to run (see `gentools list`) or --resume RUN_DIR")
     else:
-        notebook = jobs.find_notebook(args.notebook)
+        notebook = find_notebook(args.notebook)
         values = _parameters(notebook, args.param)
         run_dir = jobs.run(
             notebook, values, out=args.out, progress=not args.no_progress, kernel_name=args.kernel
         )
-    manifest = jobs.read_json(run_dir / jobs.MANIFEST)
+    manifest = read_json(run_dir / jobs.MANIFEST)
     metrics = run_dir / jobs.METRICS
-    checkpoint = _first_checkpoint(run_dir)
+    checkpoint = next(iter(sorted(run_dir.rglob("*.safetensors"))), None)
     print(f"executed notebook: {run_dir / manifest['executed_notebook']}")
     print(f"metrics: {metrics}" if metrics.is_file() else "metrics: none written")
     print(f"checkpoint: {checkpoint}" if checkpoint else "checkpoint: none written")
@@ -129,14 +131,13 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         print(f"  failed: {row['run_dir']} ({row['error']})")
     print(f"table: {folder / sweep.RESULTS}")
     print(f"figure: {folder / sweep.SUMMARY}")
-    print(f"report: {folder / sweep.REPORT}")
     return 1 if failed else 0
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
-    notebooks = jobs.available_notebooks()
+    notebooks = available_notebooks()
     if not notebooks:
-        print(f"no notebooks in {jobs.notebooks_dir()}", file=sys.stderr)
+        print(f"no notebooks in {notebooks_dir()}", file=sys.stderr)
         return 0
     status = 0
     for stem, path in notebooks.items():
@@ -161,7 +162,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     manifest_path = run_dir / jobs.MANIFEST
     if not manifest_path.is_file():
         raise FileNotFoundError(f"{manifest_path} does not exist; is {run_dir} a run folder?")
-    manifest = jobs.read_json(manifest_path)
+    manifest = read_json(manifest_path)
     print(f"run: {run_dir}")
     print(f"notebook: {manifest.get('notebook')}")
     print(f"status: {manifest.get('status')}")
@@ -180,7 +181,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     if not metrics_path.is_file():
         print("metrics: none written")
         return 0
-    metrics = jobs.read_json(metrics_path)
+    metrics = read_json(metrics_path)
     print("metrics:")
     width = max((len(name) for name in metrics), default=0)
     for name, value in metrics.items():

@@ -1,10 +1,10 @@
 """One table across the image families: the same digits split, the same units, several seeds.
 
-`collect` finds, for each family (VAE, GAN, PixelCNN, flow) and each seed, the completed run
-of that family's notebook with exactly the parameters the comparison asks for, or runs the
-notebook with `jobs.run` into the same runs folder, so a second comparison reuses the runs.
-A run matches when its manifest says "completed", it ran the notebook as it is now (same
-sha256) and its parameters equal the asked ones (out_dir aside).
+`collect` finds, for each family (VAE, GAN, PixelCNN, flow, diffusion, flow matching) and
+each seed, the completed run of that family's notebook with exactly the parameters the
+comparison asks for, or runs the notebook with `jobs.run` into the same runs folder, so a
+second comparison (or a sweep with the same parameters) reuses the runs. The folder is named
+by the run's digest, so a run matches only the notebook as it is now with those parameters.
 
 Each run gives one row of per-seed values, all read from the run itself:
 - parameters: counted on the model rebuilt from the run's checkpoint (every network trained,
@@ -22,7 +22,6 @@ Each run gives one row of per-seed values, all read from the run itself:
 from __future__ import annotations
 
 import html
-import json
 import math
 import statistics
 from base64 import b64encode
@@ -34,12 +33,13 @@ import torch
 
 from gentools import checkpoint, jobs, metrics
 from gentools.data import load_images
+from gentools.files import read_json
 from gentools.models.diffusion import Diffusion
 from gentools.models.flow import Flow
 from gentools.models.gan import GAN
 from gentools.models.pixelcnn import PixelCNN
 from gentools.models.vae import VAE
-from gentools.params import notebook_parameters, tiny_parameters, validate
+from gentools.params import find_notebook, notebook_parameters, tiny_parameters
 from gentools.train import CHECKPOINT, load_model
 
 
@@ -115,38 +115,12 @@ def run_parameters(fam: Family, size: str, seed: int, device: str, n_samples: in
     size "tiny" takes the notebook's own test parameters; any other size only sets `size`.
     The GAN draws `n_samples` samples for its recorded distance.
     """
-    path = jobs.find_notebook(fam.notebook)
-    spec = notebook_parameters(path)
+    path = find_notebook(fam.notebook)
     asked = tiny_parameters(path) if size == "tiny" else {"size": size}
     asked.update(seed=seed, device=device)
-    if "n_samples" in spec:
+    if "n_samples" in notebook_parameters(path):
         asked["n_samples"] = n_samples
-    full = validate(spec, asked, notebook=path.name)
-    full.pop(jobs.OUT_DIR, None)
-    return full
-
-
-def find_run(runs_dir: str | Path, fam: Family, parameters: dict) -> Path | None:
-    """The latest completed run of `fam`'s current notebook with exactly `parameters`."""
-    source = jobs.find_notebook(fam.notebook)
-    digest = jobs.sha256_file(source)
-    found = []
-    for manifest_path in sorted(Path(runs_dir).glob(f"{fam.notebook}/*/{jobs.MANIFEST}")):
-        try:
-            manifest = jobs.read_json(manifest_path)
-        except (OSError, ValueError):
-            continue
-        asked = {k: v for k, v in manifest.get("parameters", {}).items() if k != jobs.OUT_DIR}
-        run = manifest_path.parent
-        if (
-            manifest.get("status") == "completed"
-            and manifest.get("notebook_sha256") == digest
-            and asked == parameters
-            and (run / jobs.METRICS).is_file()
-            and fam.checkpoint(run).is_file()
-        ):
-            found.append((manifest.get("finished_at") or "", run))
-    return max(found)[1] if found else None
+    return jobs.check_run(path, asked)
 
 
 def sample_quality(model, n: int, seed: int, test_x01: torch.Tensor, classifier) -> dict:
@@ -162,10 +136,10 @@ def sample_quality(model, n: int, seed: int, test_x01: torch.Tensor, classifier)
 
 def read_result(fam: Family, run: Path, reused: bool, n_samples: int) -> Result:
     """One row from a completed run folder: metrics.json, the manifest and the checkpoint."""
-    everything = jobs.read_json(run / jobs.METRICS)
+    everything = read_json(run / jobs.METRICS)
     recorded = {k.removeprefix(fam.prefix): v for k, v in everything.items()
                 if k.startswith(fam.prefix)}  # this family's metrics, without the prefix
-    params = jobs.read_json(run / jobs.MANIFEST)["parameters"]
+    params = read_json(run / jobs.MANIFEST)["parameters"]
     model = load_model(fam.model, fam.checkpoint(run))
     seed = params["seed"]
     if "fcd" in recorded and "coverage_min" in recorded:
@@ -201,16 +175,16 @@ def collect(
     n_samples: int = 1000,
     log: Callable[[str], None] = print,
 ) -> list[Result]:
-    """Every (family, seed) row, reusing matching completed runs and running the rest."""
+    """Every (family, seed) row. Each run lives in ``<runs_dir>/<notebook>/<digest>``, its
+    identity (``jobs.run_digest``: the notebook's bytes and the parameters), as a sweep's
+    runs do: a completed one is reused, any other is run now."""
     results = []
     for fam in families:
         for seed in seeds:
             params = run_parameters(fam, size, seed, device, n_samples)
-            run = find_run(runs_dir, fam, params)
-            reused = run is not None
-            if run is None:
-                given = {k: v for k, v in params.items() if k != jobs.OUT_DIR}
-                run = jobs.run(fam.notebook, given, out=runs_dir, progress=False)
+            digest = jobs.run_digest(find_notebook(fam.notebook), params)
+            reused = jobs.run_status(Path(runs_dir) / fam.notebook / digest) == "completed"
+            run = jobs.run(fam.notebook, params, out=runs_dir, progress=False, reuse=True)
             log(f"{fam.name} seed {seed}: {'reused' if reused else 'ran'} {run}")
             results.append(read_result(fam, run, reused, n_samples))
     return results
@@ -301,23 +275,6 @@ def save(path: str | Path, results: Sequence[Result], table: str) -> Path:
 def load_results(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
     """(tensors, meta) of a comparison saved by `save`."""
     return checkpoint.load(path)
-
-
-def agrees_with_runs(results: Sequence[Result]) -> dict[str, bool]:
-    """{family name: the row's NLL, bits/dim and training time equal the run's metrics.json}.
-
-    Reads each metrics.json afresh, so it checks the whole path from the run to the table."""
-    out = {}
-    for r in results:
-        recorded = json.loads((r.run / jobs.METRICS).read_text())
-        prefix = r.family.prefix
-        same = r.values["train_seconds"] == recorded[prefix + "train_seconds"]
-        for key, name in (("nll", r.family.nll_key), ("bpd", r.family.bpd_key)):
-            same &= (r.values[key] == recorded[name]) if name else math.isnan(r.values[key])
-        if prefix + "fcd" in recorded:
-            same &= r.values["fcd"] == recorded[prefix + "fcd"]
-        out[r.family.name] = out.get(r.family.name, True) and same
-    return out
 
 
 # --- pictures -------------------------------------------------------------------------------

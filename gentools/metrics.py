@@ -24,6 +24,7 @@ from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
 from gentools.data.images import load_images
+from gentools.files import atomic_write
 
 
 def bits_per_dim(nats: float | torch.Tensor, dims: int) -> float | torch.Tensor:
@@ -184,10 +185,8 @@ def digits_classifier(config: ClassifierConfig = ClassifierConfig()) -> DigitsCl
         model.eval()
     else:
         model = _train_classifier(config, xtr, ytr)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-        safetensors.torch.save_file(model.state_dict(), str(tmp))
-        os.replace(tmp, path)  # atomic: a parallel run never reads half a file
+        # atomic: a parallel run never reads half a file
+        atomic_write(path, lambda tmp: safetensors.torch.save_file(model.state_dict(), str(tmp)))
     model.requires_grad_(False)
     model.levels = levels
     with torch.no_grad():

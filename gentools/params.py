@@ -40,6 +40,9 @@ __all__ = [
     "notebook_parameters",
     "parse_parameters_source",
     "parse_value",
+    "available_notebooks",
+    "find_notebook",
+    "notebooks_dir",
     "repo_notebooks_dir",
     "validate",
 ]
@@ -67,6 +70,44 @@ class ParameterError(ValueError):
 def repo_notebooks_dir() -> Path:
     """``<repo>/notebooks``, the repository's notebook folder (parent of the package)."""
     return Path(__file__).resolve().parent.parent / "notebooks"
+
+
+def notebooks_dir() -> Path:
+    """$GENTOOLS_NOTEBOOKS if set, else ./notebooks if it exists, else <repo>/notebooks."""
+    env = os.environ.get("GENTOOLS_NOTEBOOKS")
+    if env:
+        if not Path(env).expanduser().is_dir():
+            raise FileNotFoundError(f"GENTOOLS_NOTEBOOKS={env} is not a folder")
+        return Path(env).expanduser()
+    here = Path.cwd() / "notebooks"
+    return here if here.is_dir() else repo_notebooks_dir()
+
+
+def available_notebooks() -> dict[str, Path]:
+    """``{stem: path}`` of the notebooks in ``notebooks_dir()``, sorted by name."""
+    return {p.stem: p for p in sorted(notebooks_dir().glob("*.ipynb")) if p.is_file()}
+
+
+def find_notebook(name: str | os.PathLike[str]) -> Path:
+    """The one notebook resolver: ``"vae"``, ``"vae.ipynb"`` or a path, as an absolute path.
+
+    A path to an existing ``.ipynb`` file (relative to the current folder, which is the
+    notebook's own folder inside a kernel) is taken as it is; a bare name is looked up in
+    ``notebooks_dir()``. FileNotFoundError says where it looked and suggests a close name.
+    """
+    given = Path(name).expanduser()
+    if given.suffix == ".ipynb" and given.is_file():
+        return given.resolve()
+    if len(given.parts) > 1 or given.is_absolute():
+        raise FileNotFoundError(f"notebook {str(name)!r} does not exist")
+    available = available_notebooks()
+    stem = given.name.removesuffix(".ipynb")
+    if stem in available:
+        return available[stem].resolve()
+    close = difflib.get_close_matches(stem, list(available), n=1)
+    hint = f" did you mean {close[0]!r}?" if close else ""
+    raise FileNotFoundError(f"notebook {str(name)!r} not found in {Path.cwd()} or "
+                            f"{notebooks_dir()};{hint} available: {', '.join(available) or 'none'}")
 
 
 def _format_number(x: float) -> str:
@@ -395,36 +436,16 @@ def _header(problems: list[str], notebook: str | None) -> str | None:
     return f"{len(problems)} parameter problems{where}"
 
 
-def _locate_notebook(notebook: str | os.PathLike[str]) -> Path:
-    given = Path(notebook)
-    candidates = [given if given.is_absolute() else Path.cwd() / given]
-    if not given.is_absolute():
-        folders = (
-            [Path(os.environ["GENTOOLS_NOTEBOOKS"])] if os.environ.get("GENTOOLS_NOTEBOOKS") else []
-        )
-        folders.append(repo_notebooks_dir())
-        candidates += [folder / given.name for folder in folders]
-    for candidate in candidates:
-        if candidate.is_file():
-            return candidate
-    looked = ", ".join(str(c) for c in dict.fromkeys(candidates))
-    raise FileNotFoundError(f"notebook {str(notebook)!r} not found; looked in: {looked}")
-
-
 def check_notebook(
     values: Mapping[str, object], notebook: str | os.PathLike[str]
 ) -> dict[str, object]:
     """Validate a running notebook's parameter values against its own parameters cell.
 
-    Call it in the cell after the parameters cell::
-
-        params = check_notebook(globals(), "vae.ipynb")
-
-    ``values`` must hold every parameter; other keys (e.g. the rest of ``globals()``)
-    are ignored. The notebook is looked up relative to the current directory first,
-    then in ``$GENTOOLS_NOTEBOOKS`` and ``<repo>/notebooks``. Returns the validated dict.
+    ``params = check_notebook(globals(), "vae.ipynb")`` (what ``gentools.setup`` does).
+    ``values`` must hold every parameter; other keys (the rest of ``globals()``) are
+    ignored. The notebook is found with ``find_notebook``. Returns the validated dict.
     """
-    path = _locate_notebook(notebook)
+    path = find_notebook(notebook)
     spec = notebook_parameters(path)
     given = {name: values[name] for name in spec if name in values}
     result, problems = _collect(spec, given, path.name, require_all=True)

@@ -13,6 +13,9 @@ import random
 import re
 import shutil
 import subprocess
+import sys
+from collections.abc import Mapping
+from importlib import metadata
 
 import numpy as np
 import torch
@@ -21,6 +24,9 @@ import torch
 # server, a second run) made small models many times slower than one thread; see
 # BENCHMARKS.md ("torch threads") for the measurement behind this default.
 DEFAULT_THREADS = 1
+# the packages whose versions a run's environment records
+PACKAGES = ("torch", "numpy", "scikit-learn", "ipywidgets", "plotly", "papermill", "nbval",
+            "safetensors", "jupyterlab", "gentools")
 
 
 def seed_everything(seed: int) -> torch.Generator:
@@ -88,6 +94,53 @@ def resolve_device(device: str = "auto") -> torch.device:
     raise ValueError(f"unknown device {device!r}: use auto, cpu, cuda, cuda:N or mps")
 
 
+def _output(cmd: list[str], cwd: str | os.PathLike | None = None) -> str | None:
+    """The stdout of ``cmd``, or None when it cannot start, fails or runs over 30 s."""
+    try:
+        done = subprocess.run(cmd, cwd=cwd, capture_output=True, text=True, timeout=30,
+                              check=False)
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    return done.stdout if done.returncode == 0 else None
+
+
+def nvidia_smi(fields: str) -> list[list[str]]:
+    """``nvidia-smi --query-gpu=FIELDS`` as one row of fields per GPU; [] without a GPU."""
+    smi = shutil.which("nvidia-smi")
+    out = _output([smi, f"--query-gpu={fields}", "--format=csv,noheader"]) if smi else None
+    return [[f.strip() for f in line.split(",")] for line in (out or "").splitlines() if line]
+
+
+def visible_gpus(environ: Mapping[str, str] | None = None) -> list[str]:
+    """The GPUs this process may use: ``CUDA_VISIBLE_DEVICES`` when set (up to a -1), else
+    every GPU nvidia-smi lists. Needs no CUDA context, so a sweep can ask before forking."""
+    environ = os.environ if environ is None else environ
+    visible = environ.get("CUDA_VISIBLE_DEVICES")
+    if visible is None:
+        return [row[0] for row in nvidia_smi("index")]
+    ids = [v.strip() for v in visible.split(",") if v.strip()]
+    return ids[: ids.index("-1")] if "-1" in ids else ids
+
+
+def git_state(folder: str | os.PathLike | None = None) -> dict:
+    """``{"commit": sha or None, "dirty": bool or None}`` of the repository holding ``folder``."""
+    commit = _output(["git", "--no-optional-locks", "rev-parse", "HEAD"], folder)
+    status = _output(["git", "--no-optional-locks", "status", "--porcelain"], folder)
+    return {"commit": commit.strip() if commit else None,
+            "dirty": None if status is None else bool(status.strip())}
+
+
+def package_versions() -> dict[str, str | None]:
+    """Installed versions of the packages a run depends on (None when missing)."""
+    versions: dict[str, str | None] = {}
+    for name in PACKAGES:
+        try:
+            versions[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            versions[name] = None
+    return versions
+
+
 def cpu_name() -> str:
     """The processor's model name (from /proc/cpuinfo on Linux), else the machine type."""
     try:
@@ -101,7 +154,9 @@ def cpu_name() -> str:
 
 
 def environment(device: torch.device | str | None = None) -> dict:
-    """What ran: versions, device name, CUDA/cuDNN/driver, thread count."""
+    """What ran and where: the device (CUDA, cuDNN and driver versions on a GPU), thread
+    count and determinism, package versions, the platform, and the git state of the
+    current folder. A run records it as ``environment.json``; its manifest copies it."""
     device = torch.device(device) if device is not None else resolve_device("auto")
     env = {
         "device": str(device),
@@ -115,17 +170,14 @@ def environment(device: torch.device | str | None = None) -> dict:
         "cuda": torch.version.cuda,
         "cudnn": None,
         "driver": None,
+        "packages": package_versions(),
+        "platform": {"platform": platform.platform(), "machine": platform.machine(),
+                     "cpu_count": os.cpu_count(), "python_executable": sys.executable},
+        "git": git_state(),
     }
     if device.type == "cuda":
         env["device_name"] = torch.cuda.get_device_name(device)
         env["cudnn"] = torch.backends.cudnn.version()
-        smi = shutil.which("nvidia-smi")
-        if smi:
-            out = subprocess.run(
-                [smi, "--query-gpu=driver_version", "--format=csv,noheader"],
-                capture_output=True,
-                text=True,
-                check=False,
-            )
-            env["driver"] = out.stdout.strip().splitlines()[0] if out.stdout.strip() else None
+        drivers = nvidia_smi("driver_version")
+        env["driver"] = drivers[0][0] if drivers else None
     return env

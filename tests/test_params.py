@@ -14,6 +14,7 @@ from gentools.params import (
     notebook_parameters,
     parse_parameters_source,
     parse_value,
+    repo_notebooks_dir,
     validate,
 )
 
@@ -311,8 +312,8 @@ def test_check_notebook_missing_file_names_places(
     with pytest.raises(FileNotFoundError) as info:
         check_notebook({}, "nope.ipynb")
     message = str(info.value)
-    assert str(tmp_path / "nope.ipynb") in message
-    assert str(Path("notebooks") / "nope.ipynb") in message
+    assert f"not found in {tmp_path} or {repo_notebooks_dir()}" in message
+    assert "available: bert, compare" in message  # the repository's notebooks
 
 
 def test_setup_checks_the_parameters_then_seeds_and_reports_the_device(capsys):

@@ -27,6 +27,8 @@ from pathlib import Path
 import torch
 from torch.utils.data import TensorDataset
 
+from gentools.files import atomic_write
+
 SPECIALS = ("[PAD]", "[UNK]", "[MASK]")  # ids 0, 1, 2 in every tokenizer
 PAD, UNK, MASK = 0, 1, 2
 TOKENIZERS = ("char", "bpe")
@@ -178,12 +180,7 @@ def tokenizer_from_json(text: str) -> Tokenizer:
 
 def save(tokenizer: Tokenizer, path: str | os.PathLike) -> Path:
     """Write the tokenizer as JSON (atomically: a temporary file, then a rename)."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_text(tokenizer.to_json(), encoding="utf-8")
-    os.replace(tmp, path)
-    return path
+    return atomic_write(path, lambda tmp: tmp.write_text(tokenizer.to_json(), encoding="utf-8"))
 
 
 def load_tokenizer(path: str | os.PathLike) -> Tokenizer:
