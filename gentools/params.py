@@ -144,63 +144,29 @@ class Param:
     def describe(self) -> str:
         """One line, e.g. ``steps (int, default 3000, 1..1000000): optimisation steps``."""
         default = repr(self.default) if self.type is str else str(self.default)
-        parts = [self.type.__name__, f"default {default}"]
-        constraint = self.constraint()
-        if constraint is not None:
-            parts.append(constraint)
+        parts = [self.type.__name__, f"default {default}"] + [c for c in [self.constraint()] if c]
         text = f"{self.name} ({', '.join(parts)})"
         return f"{text}: {self.help}" if self.help else text
 
-    def allows_choice(self, value: str) -> bool:
-        """Whether ``value`` is one of the choices (``N`` matching an integer)."""
-        if self.choices is None:
-            return True
-        return any(_choice_pattern(c).fullmatch(value) for c in self.choices)
-
     def coerce(self, value: object) -> object:
-        """Return ``value`` converted to this parameter's type; ParameterError if not allowed."""
-        converted = self._convert(value)
-        self._check_constraint(converted)
-        return converted
+        """Return ``value`` converted to this parameter's type; ParameterError if not allowed.
 
-    def _type_error(self, value: object) -> ParameterError:
-        return ParameterError(
-            f"parameter {self.name!r} must be {self.type.__name__} "
-            f"(got {type(value).__name__} {value!r})"
-        )
-
-    def _convert(self, value: object) -> object:
-        if self.type is bool:
-            if isinstance(value, bool):
-                return value
-        elif self.type is int:
-            if isinstance(value, int) and not isinstance(value, bool):
-                return int(value)
-            if isinstance(value, float) and value.is_integer():
-                return int(value)
-        elif self.type is float:
-            if isinstance(value, (int, float)) and not isinstance(value, bool):
-                return float(value)
-        elif self.type is str:
-            if isinstance(value, str):
-                return value
-        raise self._type_error(value)
-
-    def _check_constraint(self, value: object) -> None:
+        An int parameter takes a whole float (``1e3``), a float one takes an int; a bool is
+        never a number.
+        """
+        number = isinstance(value, (int, float)) and not isinstance(value, bool)
+        fits = {bool: isinstance(value, bool), str: isinstance(value, str), float: number,
+                int: number and float(value).is_integer()}[self.type]
+        if not fits:
+            raise ParameterError(f"parameter {self.name!r} must be {self.type.__name__} "
+                                 f"(got {type(value).__name__} {value!r})")
+        value = self.type(value)
         if self.choices is not None:
-            if not (isinstance(value, str) and self.allows_choice(value)):
-                raise ParameterError(
-                    f"parameter {self.name!r} must be one of {', '.join(self.choices)} "
-                    f"(got {value!r})"
-                )
-            return
-        if self.low is None and self.high is None:
-            return
-        if not isinstance(value, (int, float)):
-            return
-        too_low = self.low is not None and not value >= self.low
-        too_high = self.high is not None and not value <= self.high
-        if too_low or too_high:
+            if not any(_choice_pattern(c).fullmatch(value) for c in self.choices):
+                raise ParameterError(f"parameter {self.name!r} must be one of "
+                                     f"{', '.join(self.choices)} (got {value!r})")
+        elif number and ((self.low is not None and not value >= self.low)
+                         or (self.high is not None and not value <= self.high)):
             if self.low is not None and self.high is not None:
                 allowed = f"in {self.constraint()}"
             elif self.low is not None:
@@ -208,6 +174,7 @@ class Param:
             else:
                 allowed = f"<= {_format_number(self.high)}"
             raise ParameterError(f"parameter {self.name!r} must be {allowed} (got {value!r})")
+        return value
 
 
 # --- parsing the parameters cell -------------------------------------------------------
@@ -389,51 +356,35 @@ def parse_value(text: str, type_: type | None = None) -> object:
     return value
 
 
-def _collect(
-    spec: Mapping[str, Param],
-    values: Mapping[str, object],
-    notebook: str | None,
-    require_all: bool,
-) -> tuple[dict[str, object], list[str]]:
+def validate(
+    spec: Mapping[str, Param], values: Mapping[str, object], notebook: str | None = None,
+    require_all: bool = False,
+) -> dict[str, object]:
+    """Return the full parameter dict: defaults overridden by ``values``, converted.
+
+    Every problem (unknown name, wrong type, out of range, bad choice, and with
+    ``require_all`` a missing name) is collected and raised together as one
+    ParameterError. ``notebook`` names the notebook in messages.
+    """
     result = {name: p.default for name, p in spec.items()}
     problems: list[str] = []
     where = f" for {notebook}" if notebook else ""
-    known = ", ".join(spec)
     for name, value in values.items():
-        param = spec.get(name)
-        if param is None:
+        if name not in spec:
             close = difflib.get_close_matches(str(name), list(spec), n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ";"
-            problems.append(f"unknown parameter {name!r}{where}{hint} known: {known}")
+            problems.append(f"unknown parameter {name!r}{where}{hint} known: {', '.join(spec)}")
             continue
         try:
-            result[name] = param.coerce(value)
+            result[name] = spec[name].coerce(value)
         except ParameterError as exc:
             problems.extend(exc.problems)
     if require_all:
         problems.extend(f"missing parameter {name!r}{where}" for name in spec if name not in values)
-    return result, problems
-
-
-def validate(
-    spec: Mapping[str, Param], values: Mapping[str, object], notebook: str | None = None
-) -> dict[str, object]:
-    """Return the full parameter dict: defaults overridden by ``values``, converted.
-
-    Every problem (unknown name, wrong type, out of range, bad choice) is collected and
-    raised together as one ParameterError. ``notebook`` names the notebook in messages.
-    """
-    result, problems = _collect(spec, values, notebook, require_all=False)
     if problems:
-        raise ParameterError(problems, header=_header(problems, notebook))
+        header = f"{len(problems)} parameter problems{where}" if len(problems) > 1 else None
+        raise ParameterError(problems, header=header)
     return result
-
-
-def _header(problems: list[str], notebook: str | None) -> str | None:
-    if len(problems) == 1:
-        return None
-    where = f" for {notebook}" if notebook else ""
-    return f"{len(problems)} parameter problems{where}"
 
 
 def check_notebook(
@@ -448,7 +399,4 @@ def check_notebook(
     path = find_notebook(notebook)
     spec = notebook_parameters(path)
     given = {name: values[name] for name in spec if name in values}
-    result, problems = _collect(spec, given, path.name, require_all=True)
-    if problems:
-        raise ParameterError(problems, header=_header(problems, path.name))
-    return result
+    return validate(spec, given, path.name, require_all=True)
