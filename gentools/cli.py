@@ -33,43 +33,28 @@ from gentools.params import (
 
 def build_parser() -> argparse.ArgumentParser:
     """The ``gentools`` argument parser."""
-    parser = argparse.ArgumentParser(
-        prog="gentools", description="Run and inspect gentools notebooks."
-    )
+    parser = argparse.ArgumentParser(prog="gentools",
+                                     description="Run and inspect gentools notebooks.")
     commands = parser.add_subparsers(dest="command", required=True)
-
     run = commands.add_parser("run", help="execute a notebook into a new run folder")
     run.add_argument("notebook", nargs="?", help='notebook name ("vae", "vae.ipynb") or path')
-    run.add_argument("--resume", type=Path, default=None, metavar="RUN_DIR",
+    run.add_argument("--resume", type=Path, metavar="RUN_DIR",
                      help="continue an unfinished run in its folder, from its last checkpoint "
                      "and with the parameters in its manifest")
-    run.add_argument(
-        "-p",
-        "--param",
-        nargs=2,
-        action="append",
-        default=[],
-        metavar=("NAME", "VALUE"),
-        help="set a parameter (repeatable); see `gentools list`",
-    )
-    run.add_argument("--out", type=Path, default=None, help="parent of run folders (./runs)")
-    run.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    run.add_argument("-p", "--param", nargs=2, action="append", default=[],
+                     metavar=("NAME", "VALUE"),
+                     help="set a parameter (repeatable); see `gentools list`")
+    run.add_argument("--out", type=Path, help="parent of run folders (./runs)")
     run.add_argument("--kernel", default="python3", help="Jupyter kernel name (python3)")
-
     sweep = commands.add_parser("sweep", help="run a parameter sweep on Dask (see README)")
     sweep.add_argument("spec", type=Path, help="sweep spec (YAML)")
-    sweep.add_argument(
-        "--scheduler", default=None, help="Dask scheduler address (default: a local cluster)"
-    )
-    sweep.add_argument(
-        "--workers", type=int, default=None, help="local worker processes (default: one per GPU, "
-        "else one per CPU core)"
-    )
+    sweep.add_argument("--scheduler", help="Dask scheduler address (default: a local cluster)")
+    sweep.add_argument("--workers", type=int, help="local worker processes (default: one per "
+                       "GPU, else one per CPU core)")
     sweep.add_argument("--out", type=Path, default=Path("runs"), help="parent of run folders")
-    sweep.add_argument("--no-progress", action="store_true", help="hide the progress bar")
-
+    for command in (run, sweep):
+        command.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     commands.add_parser("list", help="list notebooks and their parameters")
-
     show = commands.add_parser("show", help="summarise a run folder")
     show.add_argument("run_folder", type=Path)
     return parser
@@ -97,9 +82,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     else:
         notebook = find_notebook(args.notebook)
         values = _parameters(notebook, args.param)
-        run_dir = jobs.run(
-            notebook, values, out=args.out, progress=not args.no_progress, kernel_name=args.kernel
-        )
+        run_dir = jobs.run(notebook, values, out=args.out, progress=not args.no_progress,
+                           kernel_name=args.kernel)
     manifest = read_json(run_dir / jobs.MANIFEST)
     metrics = run_dir / jobs.METRICS
     checkpoint = next(iter(sorted(run_dir.rglob("*.safetensors"))), None)
@@ -118,10 +102,8 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
     if not args.spec.is_file():
         raise FileNotFoundError(f"sweep spec {args.spec} does not exist")
     spec = sweep.load_spec(args.spec)
-    folder = sweep.run_sweep(
-        spec, args.out, scheduler=args.scheduler, workers=args.workers,
-        progress=not args.no_progress,
-    )
+    folder = sweep.run_sweep(spec, args.out, scheduler=args.scheduler, workers=args.workers,
+                             progress=not args.no_progress)
     rows = sweep.read_results(folder)
     ran = sum(int(r["attempts"]) > 0 for r in rows)
     failed = [r for r in rows if r["status"] != "completed"]
@@ -138,54 +120,41 @@ def _cmd_list(args: argparse.Namespace) -> int:
     notebooks = available_notebooks()
     if not notebooks:
         print(f"no notebooks in {notebooks_dir()}", file=sys.stderr)
-        return 0
     status = 0
     for stem, path in notebooks.items():
         print(stem)
         try:
-            spec = notebook_parameters(path)
+            print("\n".join(f"  {p.describe()}" for p in notebook_parameters(path).values()))
         except ParameterError as exc:
             print(f"  error: {exc}")
             status = 1
-            continue
-        for param in spec.values():
-            print(f"  {param.describe()}")
     return status
-
-
-def _format_value(value: object) -> str:
-    return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
     run_dir: Path = args.run_folder
-    manifest_path = run_dir / jobs.MANIFEST
-    if not manifest_path.is_file():
-        raise FileNotFoundError(f"{manifest_path} does not exist; is {run_dir} a run folder?")
-    manifest = read_json(manifest_path)
-    print(f"run: {run_dir}")
-    print(f"notebook: {manifest.get('notebook')}")
-    print(f"status: {manifest.get('status')}")
+    if not (run_dir / jobs.MANIFEST).is_file():
+        raise FileNotFoundError(f"{run_dir / jobs.MANIFEST} does not exist; is {run_dir} a run "
+                                "folder?")
+    manifest = read_json(run_dir / jobs.MANIFEST)
+    print(f"run: {run_dir}\nnotebook: {manifest.get('notebook')}\n"
+          f"status: {manifest.get('status')}")
     attempts = manifest.get("attempts") or []
     if len(attempts) > 1:
         print("attempts: " + ", ".join(str(a.get("status")) for a in attempts))
-    error = manifest.get("error")
-    if error:
+    if error := manifest.get("error"):
         print(f"error: {error.get('ename')}: {error.get('evalue')}")
     wall = manifest.get("wall_time_s")
     print(f"wall time: {wall:.1f} s" if isinstance(wall, (int, float)) else "wall time: -")
     print("parameters:")
     for name, value in manifest.get("parameters", {}).items():
         print(f"  {name} = {value!r}")
-    metrics_path = run_dir / jobs.METRICS
-    if not metrics_path.is_file():
-        print("metrics: none written")
-        return 0
-    metrics = read_json(metrics_path)
-    print("metrics:")
-    width = max((len(name) for name in metrics), default=0)
-    for name, value in metrics.items():
-        print(f"  {name:<{width}}  {_format_value(value)}")
+    metrics = read_json(run_dir / jobs.METRICS) if (run_dir / jobs.METRICS).is_file() else None
+    print("metrics:" if metrics is not None else "metrics: none written")
+    width = max(map(len, metrics or {}), default=0)
+    for name, value in (metrics or {}).items():
+        print(f"  {name:<{width}}  {value:.6g}" if isinstance(value, float) else
+              f"  {name:<{width}}  {value}")
     return 0
 
 

@@ -13,7 +13,9 @@ and the sha256 of every output. ``resume`` continues a run that did not complete
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
+import itertools
 import json
 import math
 import numbers
@@ -21,7 +23,6 @@ import os
 import platform
 import shutil
 import signal
-import tempfile
 import threading
 import time
 from collections.abc import Mapping
@@ -45,9 +46,8 @@ class RunFailed(RuntimeError):
     its traceback) are kept; ``signal`` is the signal that stopped the run, if one did.
     """
 
-    def __init__(
-        self, run_dir: Path, executed: Path, ename: str, evalue: str, signal: int | None = None
-    ) -> None:
+    def __init__(self, run_dir: Path, executed: Path, ename: str, evalue: str,
+                 signal: int | None = None) -> None:
         self.run_dir, self.executed_notebook = run_dir, executed
         self.ename, self.evalue, self.signal = ename, evalue, signal
         what = f"run interrupted by signal {signal}" if signal else "run failed"
@@ -90,46 +90,27 @@ def run_status(run_dir: str | os.PathLike[str]) -> str | None:
     return manifest.get("status") if isinstance(manifest, dict) else None
 
 
-def _reuse_run_dir(run_dir: Path) -> Path:
-    """Create ``run_dir``, or empty it when it holds an unfinished run that no live process
-    on this host still runs."""
-    if run_dir.exists():
-        if run_status(run_dir) == "running" and _alive(read_json(run_dir / MANIFEST)):
-            raise FileExistsError(f"{run_dir} is being run by another process")
-        shutil.rmtree(run_dir)
-    run_dir.mkdir(parents=True)
-    return run_dir
-
-
 def _make_run_dir(parent: Path, run_id: str) -> Path:
+    """A new folder ``parent/run_id``, or ``run_id-2``, ``-3``... when that one exists."""
     parent.mkdir(parents=True, exist_ok=True)
-    for attempt in range(1, 10_000):
+    for attempt in itertools.count(1):
         candidate = parent / (run_id if attempt == 1 else f"{run_id}-{attempt}")
-        try:
+        with contextlib.suppress(FileExistsError):
             candidate.mkdir()
-        except FileExistsError:
-            continue
-        return candidate
-    raise FileExistsError(f"too many runs named {run_id} in {parent}")
+            return candidate
 
 
-def check_run(
-    notebook: str | os.PathLike[str], parameters: Mapping[str, object]
-) -> dict[str, object]:
+def check_run(notebook: str | os.PathLike[str], parameters: Mapping[str, object]) -> dict:
     """The checks ``run`` makes before any kernel starts; returns every parameter but
     ``out_dir`` (which is gentools' to set: giving it raises ParameterError)."""
     path = find_notebook(notebook)
     spec = notebook_parameters(path)
     if OUT_DIR in parameters:
-        raise ParameterError(
-            f"parameter {OUT_DIR!r} is set by gentools to the run folder; "
-            "choose where runs go with --out DIR (run(..., out=DIR)) instead"
-        )
+        raise ParameterError(f"parameter {OUT_DIR!r} is set by gentools to the run folder; "
+                             "choose where runs go with --out DIR (run(..., out=DIR)) instead")
     if OUT_DIR not in spec:
-        raise ParameterError(
-            f"{path.name} has no {OUT_DIR!r} parameter; a notebook run by gentools must "
-            'declare one in its parameters cell (out_dir = "runs/...")'
-        )
+        raise ParameterError(f"{path.name} has no {OUT_DIR!r} parameter; a notebook run by "
+                             'gentools must declare one in its parameters cell (out_dir = "...")')
     values = validate(spec, parameters, notebook=path.name)
     values.pop(OUT_DIR)
     return values
@@ -138,14 +119,9 @@ def check_run(
 # --- running ---------------------------------------------------------------------------
 
 
-def run(
-    notebook: str | os.PathLike[str],
-    parameters: Mapping[str, object] | None = None,
-    out: str | os.PathLike[str] | None = None,
-    progress: bool = True,
-    kernel_name: str = "python3",
-    reuse: bool = False,
-) -> Path:
+def run(notebook: str | os.PathLike[str], parameters: Mapping[str, object] | None = None,
+        out: str | os.PathLike[str] | None = None, progress: bool = True,
+        kernel_name: str = "python3", reuse: bool = False) -> Path:
     """Execute ``notebook`` with papermill in a run folder and return its absolute path.
 
     The folder is ``<out or ./runs>/<stem>/<YYYYmmdd-HHMMSS>-<digest>[-N]`` (UTC time), a
@@ -161,32 +137,25 @@ def run(
     digest = run_digest(source, values)
     parent = Path(out or "runs").resolve() / source.stem
     started = _utc_now()
-    if reuse and run_status(parent / digest) == "completed":
-        return parent / digest
-    if reuse:
-        run_dir = _reuse_run_dir(parent / digest)
+    run_dir = parent / digest
+    if reuse and run_status(run_dir) == "completed":
+        return run_dir
+    if reuse:  # empty a folder of an unfinished run, unless a live process still runs it
+        if run_status(run_dir) == "running" and _alive(read_json(run_dir / MANIFEST)):
+            raise FileExistsError(f"{run_dir} is being run by another process")
+        shutil.rmtree(run_dir, ignore_errors=True)
+        run_dir.mkdir(parents=True)
     else:
         stamp = datetime.fromisoformat(started).strftime("%Y%m%d-%H%M%S")
         run_dir = _make_run_dir(parent, f"{stamp}-{digest}")
     values[OUT_DIR] = str(run_dir)
-    manifest: dict[str, object] = {
-        "notebook": str(source),
-        "notebook_sha256": sha256_file(source),
-        "executed_notebook": f"{source.stem}.ipynb",
-        "run_id": run_dir.name,
-        "digest": digest,
-        "status": "running",
-        "error": None,
-        "parameters": values,
-        "seed": values.get("seed"),
-        "device": None,
-        "environment": None,
-        "started_at": started,
-        "finished_at": None,
-        "wall_time_s": None,
-        "attempts": [],
-        "outputs": {},
-    }
+    manifest = dict(
+        notebook=str(source), notebook_sha256=sha256_file(source),
+        executed_notebook=f"{source.stem}.ipynb", run_id=run_dir.name, digest=digest,
+        status="running", error=None, parameters=values, seed=values.get("seed"), device=None,
+        environment=None, started_at=started, finished_at=None, wall_time_s=None, attempts=[],
+        outputs={},
+    )
     return _attempt(source, run_dir, manifest, kernel_name, progress)
 
 
@@ -222,9 +191,8 @@ def resumable(run_dir: str | os.PathLike[str]) -> dict[str, object]:
     return manifest
 
 
-def resume(
-    run_dir: str | os.PathLike[str], progress: bool = True, kernel_name: str = "python3"
-) -> Path:
+def resume(run_dir: str | os.PathLike[str], progress: bool = True,
+           kernel_name: str = "python3") -> Path:
     """Continue the unfinished run in ``run_dir`` from its last checkpoint.
 
     The notebook runs again in the same folder with the parameters in its manifest plus
@@ -248,9 +216,7 @@ def _alive(manifest: Mapping[str, object]) -> bool:
         os.kill(pid, 0)
     except ProcessLookupError:
         return False
-    except PermissionError:
-        return True
-    return True
+    return True  # it exists (PermissionError: it exists, under another user)
 
 
 def _attempt(source: Path, run_dir: Path, manifest: dict, kernel_name: str, progress: bool,
@@ -265,8 +231,7 @@ def _attempt(source: Path, run_dir: Path, manifest: dict, kernel_name: str, prog
                 if k == OUT_DIR or k not in spec or v != spec[k].default}
     if resume:
         injected["resume"] = True
-    attempt = {"started_at": _utc_now(), "finished_at": None, "status": "running",
-               "error": None}
+    attempt = dict(started_at=_utc_now(), finished_at=None, status="running", error=None)
     for earlier in manifest.setdefault("attempts", []):
         if earlier["status"] == "running":  # its process died without a word
             earlier["status"] = "lost"
@@ -323,42 +288,22 @@ def _signals_interrupt_the_kernel(received: list[int]):
             signal.signal(s, handler)
 
 
-def _kernel_manager_class(managers: list):
-    """A kernel manager that talks to its kernel over local IPC sockets in a private
-    temporary folder rather than TCP ports (no port is opened), and that registers itself
-    in ``managers`` so a signal can interrupt its kernel."""
-    from jupyter_client.manager import AsyncKernelManager
-
-    class IpcKernelManager(AsyncKernelManager):
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            self.transport = "ipc"
-            self.ip = str(Path(tempfile.mkdtemp(prefix="gentools-kernel-")) / "kernel")
-            managers.append(self)
-
-    return IpcKernelManager
-
-
-def _execute(
-    source: Path, executed: Path, parameters: dict, kernel_name: str, progress: bool,
-    managers: list,
-) -> None:
+def _execute(source: Path, executed: Path, parameters: dict, kernel_name: str, progress: bool,
+             managers: list) -> None:
     import papermill
+
+    from gentools._compat import ipc_kernel_manager
 
     try:
         papermill.execute_notebook(
-            str(source),
-            str(executed),
-            parameters=parameters,
-            cwd=str(source.parent),
-            kernel_name=kernel_name,
-            progress_bar=progress,
-            log_output=False,
-            kernel_manager_class=_kernel_manager_class(managers),
+            str(source), str(executed), parameters=parameters, cwd=str(source.parent),
+            kernel_name=kernel_name, progress_bar=progress, log_output=False,
+            kernel_manager_class=ipc_kernel_manager(managers),
         )
     finally:
         for manager in managers:
-            shutil.rmtree(Path(manager.ip).parent, ignore_errors=True)
+            if getattr(manager, "folder", None):
+                shutil.rmtree(manager.folder, ignore_errors=True)
         if executed.exists():
             slim_notebook(executed)
 
@@ -429,22 +374,16 @@ def _metric_value(name: object, value: object) -> float:
     return number
 
 
-def record(
-    metrics: Mapping[str, object],
-    out_dir: str | os.PathLike[str],
-    environment: Mapping[str, object] | None = None,
-) -> dict[str, float]:
+def record(metrics: Mapping[str, object], out_dir: str | os.PathLike[str],
+           environment: Mapping[str, object] | None = None) -> dict[str, float]:
     """Write ``<out_dir>/metrics.json`` (and ``environment.json``) and return the metrics.
 
     ``metrics`` is a flat ``{name: number}``; each value becomes a Python float. Non-numeric
     or non-finite values raise ValueError naming the metric, and nothing is written.
     ``environment`` (e.g. ``{"device": "cuda:0", "torch": "2.3.0"}``) must be JSON-able.
     """
-    clean = {name: _metric_value(name, value) for name, value in metrics.items()}
-    clean = dict(sorted(clean.items()))
-    folder = Path(out_dir)
-    folder.mkdir(parents=True, exist_ok=True)
-    write_json(folder / METRICS, clean, sort_keys=True)
+    clean = dict(sorted((name, _metric_value(name, value)) for name, value in metrics.items()))
+    write_json(Path(out_dir) / METRICS, clean)
     if environment is not None:
-        write_json(folder / ENVIRONMENT, dict(environment), sort_keys=True)
+        write_json(Path(out_dir) / ENVIRONMENT, dict(environment), sort_keys=True)
     return clean

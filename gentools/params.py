@@ -33,20 +33,6 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-__all__ = [
-    "Param",
-    "ParameterError",
-    "check_notebook",
-    "notebook_parameters",
-    "parse_parameters_source",
-    "parse_value",
-    "available_notebooks",
-    "find_notebook",
-    "notebooks_dir",
-    "repo_notebooks_dir",
-    "validate",
-]
-
 PARAMETERS_TAG = "parameters"
 _TYPES: tuple[type, ...] = (bool, int, float, str)
 _CONSTRAINT = re.compile(r"^(?P<help>.*?)\s*\[(?P<body>[^\[\]]*)\]\s*$")
@@ -188,48 +174,31 @@ def _comments_by_line(source: str) -> dict[int, str]:
     return comments
 
 
-def _parse_range(name: str, body: str, kind: type) -> tuple[float | None, float | None]:
-    if kind not in (int, float):
-        raise ParameterError(
-            f"parameter {name!r}: range [{body}] needs an int or float default, not {kind.__name__}"
-        )
-    match = _RANGE.fullmatch(body)
-    try:
-        if match is None:
-            raise ValueError(body)
-        low = float(match["low"]) if match["low"] else None
-        high = float(match["high"]) if match["high"] else None
-    except ValueError:
-        raise ParameterError(
-            f"parameter {name!r}: bad range [{body}], expected [lo..hi] with numbers"
-        ) from None
-    if low is not None and high is not None and low > high:
-        raise ParameterError(f"parameter {name!r}: empty range [{body}]")
-    return low, high
-
-
-def _parse_choices(name: str, body: str, kind: type) -> tuple[str, ...]:
-    if kind is not str:
-        raise ParameterError(
-            f"parameter {name!r}: [{body}] is a list of choices, which needs a str default "
-            f"({kind.__name__} parameters take a range [lo..hi])"
-        )
-    choices = tuple(c.strip() for c in body.split("|"))
-    if not all(choices):
-        raise ParameterError(f"parameter {name!r}: empty choice in [{body}]")
-    return choices
-
-
 def _make_param(name: str, default: object, comment: str) -> Param:
-    kind = type(default)
-    help_text, choices, low, high = comment, None, None, None
+    """The parameter ``name = default  # help [constraint]``."""
+    kind, choices, low, high = type(default), None, None, None
     match = _CONSTRAINT.match(comment)
-    if match:
-        help_text, body = match.group("help").strip(), match.group("body")
-        if ".." in body:
-            low, high = _parse_range(name, body, kind)
-        else:
-            choices = _parse_choices(name, body, kind)
+    help_text, body = (match["help"].strip(), match["body"]) if match else (comment, None)
+    if body is not None and ".." in body:
+        if kind not in (int, float):
+            raise ParameterError(f"parameter {name!r}: range [{body}] needs an int or float "
+                                 f"default, not {kind.__name__}")
+        bounds = _RANGE.fullmatch(body)
+        try:
+            low, high = (float(bounds[k]) if bounds[k] else None for k in ("low", "high"))
+        except (TypeError, ValueError):  # no match, or not numbers
+            raise ParameterError(f"parameter {name!r}: bad range [{body}], expected [lo..hi] "
+                                 "with numbers") from None
+        if low is not None and high is not None and low > high:
+            raise ParameterError(f"parameter {name!r}: empty range [{body}]")
+    elif body is not None:
+        if kind is not str:
+            raise ParameterError(f"parameter {name!r}: [{body}] is a list of choices, which "
+                                 f"needs a str default ({kind.__name__} parameters take a range "
+                                 "[lo..hi])")
+        choices = tuple(c.strip() for c in body.split("|"))
+        if not all(choices):
+            raise ParameterError(f"parameter {name!r}: empty choice in [{body}]")
     param = Param(name, kind, default, help_text, choices, low, high)
     try:
         param.coerce(default)
@@ -252,15 +221,13 @@ def _literal(name: str, node: ast.expr, line: int) -> object:
     try:
         value = ast.literal_eval(node)
     except (ValueError, TypeError, SyntaxError, RecursionError):
-        raise ParameterError(
-            f"line {line}: {name} = {ast.unparse(node)} is not a literal; "
-            "the parameters cell may only assign int, float, str or bool literals"
-        ) from None
+        raise ParameterError(f"line {line}: {name} = {ast.unparse(node)} is not a literal; the "
+                             "parameters cell may only assign int, float, str or bool literals") \
+            from None
     if type(value) not in _TYPES:
-        raise ParameterError(
-            f"line {line}: {name} = {ast.unparse(node)} is a {type(value).__name__}; "
-            "parameters must be int, float, str or bool literals"
-        )
+        raise ParameterError(f"line {line}: {name} = {ast.unparse(node)} is a "
+                             f"{type(value).__name__}; parameters must be int, float, str or bool "
+                             "literals")
     return value
 
 
@@ -281,10 +248,8 @@ def parse_parameters_source(source: str, origin: str | None = None) -> dict[str,
     for stmt in tree.body:
         found = _assignment(stmt)
         if found is None:
-            problems.append(
-                f"line {stmt.lineno}: `{ast.unparse(stmt)}` is not a plain assignment "
-                "`name = literal`"
-            )
+            problems.append(f"line {stmt.lineno}: `{ast.unparse(stmt)}` is not a plain "
+                            "assignment `name = literal`")
             continue
         name, node = found
         end = stmt.end_lineno or stmt.lineno
@@ -309,18 +274,13 @@ def notebook_parameters(path: str | os.PathLike[str]) -> dict[str, Param]:
     path = Path(path)
     try:
         cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
-        tagged = [
-            cell
-            for cell in cells
-            if cell["cell_type"] == "code"
-            and PARAMETERS_TAG in cell.get("metadata", {}).get("tags", [])
-        ]
+        tagged = [cell for cell in cells if cell["cell_type"] == "code"
+                  and PARAMETERS_TAG in cell.get("metadata", {}).get("tags", [])]
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
         raise ParameterError(f"{path}: not a Jupyter notebook ({exc!r})") from exc
     if len(tagged) != 1:
-        raise ParameterError(
-            f"{path}: expected exactly one code cell tagged {PARAMETERS_TAG!r}, found {len(tagged)}"
-        )
+        raise ParameterError(f"{path}: expected exactly one code cell tagged {PARAMETERS_TAG!r}, "
+                             f"found {len(tagged)}")
     source = tagged[0]["source"]
     return parse_parameters_source(source if isinstance(source, str) else "".join(source),
                                    origin=path.name)

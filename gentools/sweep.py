@@ -12,16 +12,14 @@ sets, seeds and retries::
     retries: 1
     metric: test_nll         # optional; the metric the summary figure plots
 
-``parse_spec`` checks each entry of it once against each notebook's parameters cell,
-before anything starts (a problem names its entry: ``grid point {lr: 2.0}``,
-``sets[1]``, ``seeds[0]``), and expands it into runs. ``run_sweep`` executes each run
-with ``jobs.run`` on a Dask cluster (a local one by default) into
-``<out>/<notebook>/<digest>``, the run's identity, so a second invocation skips the runs
-that completed and resumes the unfinished ones. A run that fails is retried, then
-recorded, and the rest go on. ``<out>/sweeps/<name>/`` gets ``results.csv`` (a row per
-run) and ``summary.html`` (the metric against each swept parameter, plotly).
-
-Dask, plotly and tqdm are imported only where they are used; torch never is.
+``parse_spec`` checks each entry once against each notebook's parameters cell before
+anything starts (a problem names its entry: ``grid point {lr: 2.0}``, ``sets[1]``) and
+expands the spec into runs. ``run_sweep`` executes each run with ``jobs.run`` on a Dask
+cluster (a local one by default) into ``<out>/<notebook>/<digest>``, the run's identity,
+so a second invocation skips the completed runs and resumes the unfinished ones. A run
+that fails is retried, then recorded, and the rest go on. ``<out>/sweeps/<name>/`` gets
+``results.csv`` (a row per run) and ``summary.html`` (the metric against each swept
+parameter). Dask, plotly and tqdm are imported only where used; torch never is.
 """
 
 from __future__ import annotations
@@ -69,95 +67,83 @@ class Job:
 class Sweep:
     """A checked spec, expanded into its runs."""
 
-    name: str
-    jobs: list[Job]
+    name: str  # the folder under <out>/sweeps
+    jobs: list[Job]  # the runs, in spec order
     swept: list[str]  # parameters whose value differs between runs
-    retries: int = 0
-    metric: str | None = None
+    retries: int = 0  # extra tries of a failed run
+    metric: str | None = None  # the metric the summary figure plots
 
 
 # --- the spec --------------------------------------------------------------------------
 
 
 def load_spec(path: str | os.PathLike[str]) -> Sweep:
-    """Read a YAML sweep spec and check it (``parse_spec``); SpecError names bad entries."""
+    """Read a YAML sweep spec and check it (``parse_spec``)."""
     import yaml
 
-    path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text(encoding="utf-8"))
+        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise SpecError(f"sweep spec {path}: not valid YAML: {exc}") from None
-    return parse_spec(data, name=path.stem, where=f"sweep spec {path}")
-
-
-def _label(values: Mapping[str, object]) -> str:
-    return "{" + ", ".join(f"{k}: {v!r}" for k, v in values.items()) + "}"
+    return parse_spec(data, name=Path(path).stem, where=f"sweep spec {path}")
 
 
 def _entries(data: Mapping, problems: list[str]) -> tuple[dict, list, list | None, int]:
-    """The spec's pieces, each shape-checked: ``({notebook: extra}, [(entry, values)] of the
-    base, grid points and sets, the seeds or None, retries)``."""
+    """The spec's pieces, each shape-checked: ``{notebook: its own values}``, the entries
+    ``[(label, values)]`` (base, then grid points and sets), the seeds (or None), retries."""
 
     def mapping(value: object, where: str) -> dict:
-        if value is None:
-            return {}
-        if isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
-            return dict(value)
+        if value is None or isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
+            return dict(value or {})
         problems.append(f"{where}: expected a mapping of parameter names to values")
         return {}
 
     names = data.get("notebooks")
     names = [names] if isinstance(names, str) else names
+    notebooks = {}
     if "notebooks" not in data:
         problems.append("notebooks: missing; name one or more notebooks")
-        notebooks = {}
     elif isinstance(names, list) and names and all(isinstance(v, str) for v in names):
         notebooks = {v: {} for v in names}
     elif isinstance(names, Mapping) and names:
         notebooks = {str(k): mapping(v, f"notebooks.{k}") for k, v in names.items()}
     else:
         problems.append("notebooks: expected a notebook name, a list of names, or a mapping")
-        notebooks = {}
-    points = []
+    entries = [("base", mapping(data.get("base"), "base"))]
     grid = mapping(data.get("grid"), "grid")
     bad = [k for k, v in grid.items() if not isinstance(v, list) or not v]
     problems.extend(f"grid.{k}: expected a non-empty list of values" for k in bad)
-    if grid and not bad:
-        for combo in itertools.product(*grid.values()):
-            point = dict(zip(grid, combo, strict=True))
-            points.append((f"grid point {_label(point)}", point))
+    for combo in itertools.product(*grid.values()) if grid and not bad else []:
+        point = dict(zip(grid, combo, strict=True))
+        label = ", ".join(f"{k}: {v!r}" for k, v in point.items())
+        entries.append((f"grid point {{{label}}}", point))
     sets = data.get("sets") or []
     if not isinstance(sets, list):
         problems.append("sets: expected a list of parameter mappings")
         sets = []
-    points += [(f"sets[{i}]", mapping(v, f"sets[{i}]")) for i, v in enumerate(sets)]
+    entries += [(f"sets[{i}]", mapping(v, f"sets[{i}]")) for i, v in enumerate(sets)]
     seeds = data.get("seeds")
-    if isinstance(seeds, int) and not isinstance(seeds, bool):
-        seeds = [seeds]
+    seeds = [seeds] if isinstance(seeds, int) and not isinstance(seeds, bool) else seeds
     if seeds is not None and (not isinstance(seeds, list) or not seeds):
         problems.append("seeds: expected an integer or a non-empty list of integers")
         seeds = None
-    for i, seed in enumerate(seeds or []):
-        if isinstance(seed, bool) or not isinstance(seed, int):
-            problems.append(f"seeds[{i}]: expected an integer (got {seed!r})")
+    problems.extend(f"seeds[{i}]: expected an integer (got {s!r})" for i, s in
+                    enumerate(seeds or []) if isinstance(s, bool) or not isinstance(s, int))
     if seeds and len(set(map(repr, seeds))) != len(seeds):
         problems.append(f"seeds: {seeds} repeats a seed")
+    if seeds is not None:
+        problems.extend(f"{label}: sets 'seed', which the spec's seeds already vary"
+                        for label, values in entries if "seed" in values)
     retries = data.get("retries", 0)
     if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
         problems.append(f"retries: expected an integer >= 0 (got {retries!r})")
-    base = [("base", mapping(data.get("base"), "base"))]
-    if seeds is not None:
-        problems.extend(f"{entry}: sets 'seed', which the spec's seeds already vary"
-                        for entry, values in base + points if "seed" in values)
-    return notebooks, base + points, seeds, retries
+    return notebooks, entries, seeds, retries
 
 
-def _checked(notebook: Path, where: str, values: Mapping[str, object],
-             problems: list[str]) -> dict:
-    """One entry's values for one notebook, converted to the parameters' types, or {} with
-    the problems noted. YAML reads ``1e-3`` as text: text is read as ``gentools run -p``
-    reads it."""
+def _checked(notebook: Path, where: str, values: Mapping, problems: list[str]) -> dict:
+    """One entry's values for one notebook, converted to the parameters' types ({} and the
+    problems noted when it does not fit). YAML reads ``1e-3`` as text: such text is read
+    as ``gentools run -p`` reads it."""
     spec = notebook_parameters(notebook)
     typed = {k: parse_value(v, spec[k].type) if isinstance(v, str) and k in spec
              and spec[k].type is not str else v for k, v in values.items()}
@@ -174,76 +160,62 @@ def _checked(notebook: Path, where: str, values: Mapping[str, object],
 
 
 def parse_spec(data: object, name: str = "sweep", where: str = "sweep spec") -> Sweep:
-    """Check a spec (the YAML's data) and expand it into runs, or raise SpecError.
-
-    The runs are: for each notebook, each grid point then each explicit set (or just the
-    base when there are neither), each over every seed. Each entry is checked once.
-    """
+    """Check a spec (the YAML's data) and expand it into runs, or raise SpecError naming
+    every bad entry. The runs are, for each notebook, each grid point then each set (or
+    the base alone when there are neither), each over every seed."""
     if not isinstance(data, Mapping):
         raise SpecError(f"{where}: expected a mapping with keys {', '.join(SPEC_KEYS)}")
     problems: list[str] = []
     unknown = [k for k in data if k not in SPEC_KEYS]
     if unknown:
         problems.append(f"unknown key(s) {unknown}; a spec may hold {', '.join(SPEC_KEYS)}")
-    sweep_name = data.get("name", name)
+    sweep_name, metric = data.get("name", name), data.get("metric")
     if not isinstance(sweep_name, str) or not sweep_name or "/" in sweep_name:
         problems.append(f"name: expected a folder name (got {sweep_name!r})")
-    metric = data.get("metric")
     if metric is not None and not isinstance(metric, str):
         problems.append(f"metric: expected a metric name (got {metric!r})")
     notebooks, entries, seeds, retries = _entries(data, problems)
     found: list[Job] = []
-    if not problems:
-        for stem, extra in notebooks.items():
-            try:
-                notebook = find_notebook(stem)
-                defaults = jobs.check_run(notebook, {})
-            except (FileNotFoundError, ParameterError) as exc:
-                problems.append(f"notebooks.{stem}: {exc}")
-                continue
-            base = _checked(notebook, "base", entries[0][1], problems)
-            base |= _checked(notebook, f"notebooks.{stem}", extra, problems)
-            points = [(e, _checked(notebook, e, v, problems)) for e, v in entries[1:]]
-            for i, seed in enumerate(seeds or []):
-                _checked(notebook, f"seeds[{i}]", {"seed": seed}, problems)
-            for (entry, point), seed in itertools.product(points or [("base", {})],
-                                                          seeds or [None]):
-                values = {**defaults, **base, **point} | ({} if seed is None else {"seed": seed})
-                label = entry if seed is None else f"{entry}, seed {seed}"
-                found.append(Job(notebook, values, jobs.run_digest(notebook, values), label))
+    for stem, own in notebooks.items() if not problems else []:
+        try:
+            notebook = find_notebook(stem)
+            defaults = jobs.check_run(notebook, {})
+        except (FileNotFoundError, ParameterError) as exc:
+            problems.append(f"notebooks.{stem}: {exc}")
+            continue
+        base = _checked(notebook, "base", entries[0][1], problems)
+        base |= _checked(notebook, f"notebooks.{stem}", own, problems)
+        points = [(label, _checked(notebook, label, v, problems)) for label, v in entries[1:]]
+        for i, seed in enumerate(seeds or []):
+            _checked(notebook, f"seeds[{i}]", {"seed": seed}, problems)
+        for (label, point), seed in itertools.product(points or [("base", {})], seeds or [None]):
+            values = {**defaults, **base, **point, **({} if seed is None else {"seed": seed})}
+            label = label if seed is None else f"{label}, seed {seed}"
+            found.append(Job(notebook, values, jobs.run_digest(notebook, values), label))
     seen: dict[tuple[str, str], Job] = {}
     for job in found if not problems else []:
         first = seen.setdefault((job.name, job.digest), job)
         if first is not job:
-            what = "repeats the run of" if first.parameters == job.parameters else \
-                "has the same digest as"
-            problems.append(f"{job.entry} ({job.name}) {what} {first.entry}")
+            same = "repeats the run of" if first.parameters == job.parameters else "has the " \
+                "same digest as"
+            problems.append(f"{job.entry} ({job.name}) {same} {first.entry}")
     if problems:
         raise SpecError([f"{where}: {p}" for p in problems], header=f"{where} is invalid")
-    return Sweep(str(sweep_name), found, _swept(found), retries, metric)
-
-
-def _swept(run_list: Sequence[Job]) -> list[str]:
-    """Parameters whose value differs between runs of the same notebook, in cell order."""
-    swept: dict[str, None] = {}
-    for stem in dict.fromkeys(job.name for job in run_list):
-        mine = [job.parameters for job in run_list if job.name == stem]
-        for name in mine[0]:
-            if len({repr(p[name]) for p in mine}) > 1:
-                swept.setdefault(name)
-    return list(swept)
+    by_notebook: dict[str, list[dict]] = {}
+    for job in found:
+        by_notebook.setdefault(job.name, []).append(job.parameters)
+    swept = [k for runs in by_notebook.values() for k in runs[0]
+             if len({repr(p[k]) for p in runs}) > 1]  # in cell order
+    return Sweep(str(sweep_name), found, list(dict.fromkeys(swept)), retries, metric)
 
 
 # --- Dask: the cluster, the workers' GPUs, one run ---------------------------------------
 
 
 def worker_specs(gpus: Sequence[str], workers: int | None = None) -> dict[str, dict]:
-    """Dask worker specs for a local cluster on GPUs: one worker process per GPU.
-
-    Each GPU worker sees only its GPU (``CUDA_VISIBLE_DEVICES``) and offers the worker
-    resource ``GPU=1``; ``workers`` beyond the GPU count become CPU-only workers (no GPU
-    visible, no resource). Every worker runs one task at a time.
-    """
+    """Dask worker specs: one worker process per GPU, which it alone sees
+    (``CUDA_VISIBLE_DEVICES``) and offers as the resource ``GPU=1``; ``workers`` beyond the
+    GPU count are CPU-only. Every worker runs one task at a time."""
     from distributed import Nanny
 
     specs = {}
@@ -257,8 +229,8 @@ def worker_specs(gpus: Sequence[str], workers: int | None = None) -> dict[str, d
 
 def local_cluster(workers: int | None = None, gpus: Sequence[str] | None = None):
     """A local Dask cluster of worker processes, one task each: ``workers`` processes
-    (default: the CPU count) without GPUs, else one worker per GPU (``worker_specs``;
-    ``gpus`` defaults to ``repro.visible_gpus()``)."""
+    (default: the CPU count) without GPUs, else ``worker_specs(gpus, workers)``; ``gpus``
+    defaults to ``repro.visible_gpus()``."""
     from distributed import LocalCluster, Scheduler, SpecCluster
 
     if gpus is None:
@@ -274,19 +246,14 @@ def local_cluster(workers: int | None = None, gpus: Sequence[str] | None = None)
 
 def needs_gpu(device: object, cluster_has_gpus: bool) -> bool:
     """Whether a run on ``device`` asks for a GPU: cuda always, auto where GPUs exist."""
-    device = str(device)
-    return device.startswith("cuda") or (device == "auto" and cluster_has_gpus)
+    return str(device).startswith("cuda") or (device == "auto" and cluster_has_gpus)
 
 
 def execute_job(notebook: str, parameters: dict, out: str, retries: int) -> dict:
-    """Run one sweep run (on a Dask worker); returns its status and never raises for a
-    failed run.
-
-    A completed run folder is left alone (Dask may run a task again after its worker
-    died). An unfinished one (failed, interrupted, or left "running" by a process that
-    died) is resumed in its folder with ``jobs.resume``, from its checkpoint when it has
-    one; anything else starts afresh. It is tried ``1 + retries`` times.
-    """
+    """Run one sweep run on a Dask worker, up to ``1 + retries`` times; never raises for a
+    failed run. A completed run folder is left alone (Dask may rerun a task whose worker
+    died); an unfinished one is resumed in its folder (``jobs.resume``), from its
+    checkpoint when it has one; anything else starts afresh."""
     run_dir = Path(out) / Path(notebook).stem / jobs.run_digest(notebook, parameters)
     if jobs.run_status(run_dir) == "completed":
         return {"status": "completed", "attempts": 0, "error": None}
@@ -311,20 +278,14 @@ def execute_job(notebook: str, parameters: dict, out: str, retries: int) -> dict
 # --- running a sweep -------------------------------------------------------------------
 
 
-def run_sweep(
-    sweep: Sweep,
-    out: str | os.PathLike[str] = "runs",
-    *,
-    client=None,
-    scheduler: str | None = None,
-    workers: int | None = None,
-    progress: bool = True,
-) -> Path:
-    """Run every run of ``sweep`` that has not completed; return the results folder.
+def run_sweep(sweep: Sweep, out: str | os.PathLike[str] = "runs", *, client=None,
+              scheduler: str | None = None, workers: int | None = None,
+              progress: bool = True) -> Path:
+    """Run every run of ``sweep`` that has not completed; return the results folder,
+    ``<out>/sweeps/<name>/`` with ``results.csv`` and ``summary.html``.
 
     Uses ``client`` when given, else connects to ``scheduler``, else starts a local
-    cluster (``local_cluster(workers)``) for as long as the sweep runs. Writes
-    ``results.csv`` and ``summary.html`` into ``<out>/sweeps/<name>/``.
+    cluster (``local_cluster(workers)``) for as long as the sweep runs.
     """
     out = Path(out).resolve()
     outcomes = {job: {"status": "completed", "attempts": 0, "error": None}
@@ -335,8 +296,8 @@ def run_sweep(
     folder = out / SWEEPS / sweep.name
     rows = results_table(sweep, outcomes, out)
     write_csv(rows, folder / RESULTS)
-    summary_figure(rows, sweep.swept, sweep.metric).write_html(folder / SUMMARY,
-                                                               include_plotlyjs=True)
+    figure = summary_figure(rows, sweep.swept, sweep.metric)
+    figure.write_html(folder / SUMMARY, include_plotlyjs=True)
     return folder
 
 
@@ -356,16 +317,14 @@ def _run_pending(sweep, pending, out, outcomes, client, scheduler, workers, prog
             gpus = visible_gpus()
             count = workers or (None if gpus else max(1, min(len(pending), os.cpu_count() or 1)))
             client = stack.enter_context(Client(stack.enter_context(local_cluster(count, gpus))))
-        workers_info = client.scheduler_info(n_workers=-1).get("workers", {}).values()
-        has_gpus = any(w.get("resources", {}).get(GPU) for w in workers_info)
+        info = client.scheduler_info(n_workers=-1).get("workers", {}).values()
+        has_gpus = any(w.get("resources", {}).get(GPU) for w in info)
         gpu_jobs = [j for j in pending if needs_gpu(j.parameters.get("device"), has_gpus)]
         if gpu_jobs and not has_gpus:
             job = gpu_jobs[0]
-            raise SpecError(
-                f"{job.entry} ({job.name}) runs on {job.parameters.get('device')!r}, but no "
-                f"worker offers a {GPU} resource (no GPU here, or workers started without "
-                f"--resources {GPU}=1)"
-            )
+            raise SpecError(f"{job.entry} ({job.name}) runs on {job.parameters['device']!r}, "
+                            f"but no worker offers a {GPU} resource (no GPU here, or workers "
+                            f"started without --resources {GPU}=1)")
         token = uuid.uuid4().hex[:8]
         futures = {
             client.submit(execute_job, str(job.notebook), job.parameters, str(out),
@@ -379,49 +338,16 @@ def _run_pending(sweep, pending, out, outcomes, client, scheduler, workers, prog
             for future in as_completed(futures):
                 if future.status == "error":  # the task itself broke (its worker kept dying)
                     exc = future.exception()
-                    result = {"status": "failed", "attempts": 1,
-                              "error": f"{type(exc).__name__}: {exc}"}
+                    outcomes[futures[future]] = {"status": "failed", "attempts": 1,
+                                                 "error": f"{type(exc).__name__}: {exc}"}
                 else:
-                    result = future.result()
-                outcomes[futures[future]] = result
-                failed = sum(o["status"] != "completed" for o in outcomes.values())
-                bar.set_postfix(failed=failed, refresh=False)
+                    outcomes[futures[future]] = future.result()
+                bar.set_postfix(failed=sum(o["status"] != "completed" for o in
+                                           outcomes.values()), refresh=False)
                 bar.update(1)
 
 
 # --- results ---------------------------------------------------------------------------
-
-
-def results_table(sweep: Sweep, outcomes: Mapping[Job, dict], out: Path) -> list[dict]:
-    """One row per run: notebook, run id, status, attempts, wall time, entry, then
-    ``params.<name>`` and ``metrics.<name>`` columns, the error and the run folder."""
-    rows = []
-    for job in sweep.jobs:
-        run_dir = job.run_dir(out)
-        outcome = outcomes.get(job, {"status": "not run", "attempts": 0, "error": None})
-        manifest = _read_dict(run_dir / jobs.MANIFEST)
-        completed = manifest.get("status") == "completed"
-        error = manifest.get("error")
-        rows.append({
-            "notebook": job.name,
-            "run_id": job.digest,
-            "status": manifest.get("status", outcome["status"]),
-            "attempts": outcome["attempts"],
-            "wall_time_s": manifest.get("wall_time_s"),
-            "entry": job.entry,
-            **{f"params.{k}": v for k, v in job.parameters.items()},
-            **{f"metrics.{k}": v for k, v in
-               (_read_dict(run_dir / jobs.METRICS) if completed else {}).items()},
-            "error": f"{error['ename']}: {error['evalue']}" if error else outcome["error"],
-            "run_dir": str(run_dir),
-        })
-    return rows
-
-
-def read_results(folder: str | os.PathLike[str]) -> list[dict[str, str]]:
-    """The rows of a sweep's ``results.csv`` (values as text; empty where a run has none)."""
-    with open(Path(folder) / RESULTS, newline="", encoding="utf-8") as handle:
-        return list(csv.DictReader(handle))
 
 
 def _read_dict(path: Path) -> dict:
@@ -432,13 +358,36 @@ def _read_dict(path: Path) -> dict:
     return data if isinstance(data, dict) else {}
 
 
+def results_table(sweep: Sweep, outcomes: Mapping[Job, dict], out: Path) -> list[dict]:
+    """One row per run: notebook, run id, status, attempts, wall time, entry, then
+    ``params.<name>`` and ``metrics.<name>`` columns, the error and the run folder."""
+    rows = []
+    for job in sweep.jobs:
+        run_dir = job.run_dir(out)
+        outcome = outcomes.get(job, {"status": "not run", "attempts": 0, "error": None})
+        manifest = _read_dict(run_dir / jobs.MANIFEST)
+        metrics = _read_dict(run_dir / jobs.METRICS) if manifest.get("status") == "completed" \
+            else {}
+        error = manifest.get("error")
+        rows.append({
+            "notebook": job.name, "run_id": job.digest,
+            "status": manifest.get("status", outcome["status"]),
+            "attempts": outcome["attempts"], "wall_time_s": manifest.get("wall_time_s"),
+            "entry": job.entry,
+            **{f"params.{k}": v for k, v in job.parameters.items()},
+            **{f"metrics.{k}": v for k, v in metrics.items()},
+            "error": f"{error['ename']}: {error['evalue']}" if error else outcome["error"],
+            "run_dir": str(run_dir),
+        })
+    return rows
+
+
 def write_csv(rows: Sequence[dict], path: Path) -> Path:
-    """Write the results table as CSV: the columns of every row, metrics before the error
-    and the run folder."""
+    """Write the results table as CSV (atomically): the columns of every row, the metrics
+    after the parameters, the error and the run folder last."""
     names = list(dict.fromkeys(k for row in rows for k in row))
-    tail = [n for n in ("error", "run_dir") if n in names]
-    metrics = [n for n in names if n.startswith("metrics.")]
-    columns = [n for n in names if n not in tail and n not in metrics] + metrics + tail
+    last = [n for n in names if n.startswith("metrics.")] + ["error", "run_dir"]
+    columns = [n for n in names if n not in last] + [n for n in last if n in names]
 
     def write(tmp: Path) -> None:
         with open(tmp, "w", newline="", encoding="utf-8") as handle:
@@ -449,13 +398,16 @@ def write_csv(rows: Sequence[dict], path: Path) -> Path:
     return atomic_write(path, write)
 
 
-def summary_figure(rows: Sequence[dict], swept: Sequence[str], metric: str | None = None):
-    """A plotly figure: the metric against each swept parameter, one panel per parameter.
+def read_results(folder: str | os.PathLike[str]) -> list[dict[str, str]]:
+    """The rows of a sweep's ``results.csv`` (values as text; empty where a run has none)."""
+    with open(Path(folder) / RESULTS, newline="", encoding="utf-8") as handle:
+        return list(csv.DictReader(handle))
 
-    ``metric`` defaults to the first metric (by name) that every completed run has.
-    Failed runs are left out; each notebook gets its own colour; hovering a point names
-    its run (the folder ``<notebook>/<run id>``).
-    """
+
+def summary_figure(rows: Sequence[dict], swept: Sequence[str], metric: str | None = None):
+    """A plotly figure: the metric against each swept parameter, one panel per parameter,
+    a colour per notebook; hovering a point names its run folder. ``metric`` defaults to
+    the first metric (by name) that every completed run has. Failed runs are left out."""
     import plotly.graph_objects as go
     from plotly.subplots import make_subplots
 
@@ -466,24 +418,19 @@ def summary_figure(rows: Sequence[dict], swept: Sequence[str], metric: str | Non
         metric = shared[0].removeprefix("metrics.") if shared else None
     panels = list(swept) or ["run_id"]
     fig = make_subplots(rows=1, cols=len(panels), shared_yaxes=True, subplot_titles=panels)
-    column = f"metrics.{metric}"
-    done = [r for r in done if column in r]
+    done = [r for r in done if f"metrics.{metric}" in r]
     for col, name in enumerate(panels, start=1):
-        key = name if name == "run_id" else f"params.{name}"
         for notebook in dict.fromkeys(r["notebook"] for r in done):
             mine = [r for r in done if r["notebook"] == notebook]
-            xs = [r.get(key) for r in mine]
-            fig.add_trace(
-                go.Scatter(
-                    x=[str(x) if isinstance(x, bool) or x is None else x for x in xs],
-                    y=[r[column] for r in mine], mode="markers", name=notebook,
-                    legendgroup=notebook, showlegend=col == 1,
-                    text=[f"{notebook}/{r['run_id']}" for r in mine],
-                    hovertemplate=f"{name}=%{{x}}<br>{metric}=%{{y}}<br>run %{{text}}",
-                ),
-                row=1, col=col,
-            )
+            xs = [r.get(name if name == "run_id" else f"params.{name}") for r in mine]
+            fig.add_trace(go.Scatter(
+                x=[str(x) if isinstance(x, bool) or x is None else x for x in xs],
+                y=[r[f"metrics.{metric}"] for r in mine], mode="markers", name=notebook,
+                legendgroup=notebook, showlegend=col == 1,
+                text=[f"{notebook}/{r['run_id']}" for r in mine],
+                hovertemplate=f"{name}=%{{x}}<br>{metric}=%{{y}}<br>run %{{text}}",
+            ), row=1, col=col)
     fig.update_yaxes(title_text=metric or "no metrics", row=1, col=1)
-    fig.update_layout(title=f"{metric or 'no completed runs'} per swept parameter",
-                      height=400, width=max(500, 320 * len(panels)))
+    fig.update_layout(title=f"{metric or 'no completed runs'} per swept parameter", height=400,
+                      width=max(500, 320 * len(panels)))
     return fig

@@ -456,3 +456,22 @@ def test_a_kernel_stopped_by_a_signal_marks_the_run_interrupted(
     assert [a["status"] for a in manifest["attempts"]] == ["interrupted"]
     assert manifest["error"]["ename"] == "KeyboardInterrupt"
     assert "resume it with: gentools run --resume" in str(info.value)
+
+
+@pytest.mark.parametrize(("version", "transport"), [("8.10.0", "ipc"), ("9.0.0", "tcp")])
+def test_the_kernel_manager_uses_ipc_only_where_it_was_checked(
+    monkeypatch: pytest.MonkeyPatch, version: str, transport: str
+) -> None:
+    import jupyter_client
+
+    from gentools import _compat
+
+    monkeypatch.setattr(jupyter_client, "__version__", version)
+    managers: list = []
+    manager = _compat.ipc_kernel_manager(managers)()
+    assert managers == [manager] and manager.transport == transport
+    if transport == "ipc":
+        assert Path(manager.ip).parent == Path(manager.folder) and Path(manager.folder).is_dir()
+        Path(manager.folder).rmdir()
+    else:
+        assert manager.folder is None

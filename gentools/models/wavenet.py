@@ -26,29 +26,33 @@ upper bound on -log2 p(x | c), and it is what `loss` and `nll` return.
 
 Fast generation keeps, for every layer, a queue of its last d inputs (d its dilation), so a
 new sample costs one step per layer, O(L), instead of a forward pass over the receptive
-field, O(L R). Given the same uniforms from `generator`, `sample(fast=True)` and
-`sample(fast=False)` draw the same codes: both map u ~ U(0,1) through the inverse CDF of
-the same softmax.
+field, O(L R). `reference_steps` writes that loop in torch with the model's own modules;
+`fast_steps` runs the same queues in numpy. Given the same uniforms from `generator`,
+`sample(sampler="fast")` and `sample(sampler="reference")` draw the same codes: both map
+u ~ U(0,1) through the inverse CDF of the same softmax, in float64.
 
 NOTE: global conditioning is two embedding tables, instrument and pitch, giving per-layer
 gate biases V c directly (the paper: a learned linear map of a one-hot vector, the same
 thing). The input is an embedding of the code, not a one-hot 1x1 conv (again the same).
-NOTE: the cached step runs in numpy on the CPU, whatever the model's device: one sample costs
-two small matrix products and a few elementwise ops per layer, where torch's per-op dispatch
-(several microseconds) would dominate; numpy's is about one. The past taps of all layers are
-one batched product, and sigmoid(a) = (1 + tanh(a/2)) / 2 makes the gate a single tanh. The
-naive sampler is the plain forward pass over the last R codes; both draw in float64.
+NOTE: the default (fast) step runs in numpy on the CPU, whatever the model's device: one
+sample costs two small matrix products and a few elementwise ops per layer, where torch's
+per-op dispatch (several microseconds) dominates; numpy's is about one. The past taps of all
+layers are one batched product, and sigmoid(a) = (1 + tanh(a/2)) / 2 makes the gate a single
+tanh. While sampling, numpy's BLAS gets torch's thread count: with two BLAS threads on two
+busy cores, the threads waited for each other and sampling ran 10 to 30 times slower.
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
 
 import numpy as np
 import torch
 import torch.nn.functional as F
+from threadpoolctl import threadpool_limits
 from torch import nn
 
 from gentools.models.base import GenerativeModel
@@ -209,59 +213,86 @@ class WaveNet(GenerativeModel):
     def sample(
         self,
         n: int,
-        length: int,
-        instrument,
-        pitch,
-        temperature: float = 1.0,
         generator: torch.Generator | None = None,
-        fast: bool = True,
+        length: int | None = None,
+        instrument=0,
+        pitch=0,
+        temperature: float = 1.0,
+        sampler: str = "fast",
         progress: Callable[[int, int], None] | None = None,
     ) -> torch.Tensor:
-        """n clips of `length` codes (n, length) int64 on the CPU, conditioned on instrument and
-        pitch (ints or (n,) indices). progress(step, length) is called after each sample."""
+        """n clips of `length` codes (default: the receptive field) (n, length) int64 on the
+        CPU, conditioned on instrument and pitch (ints or (n,) indices); the pitch sinusoids
+        start at phase 0. sampler: "fast" (numpy) or "reference" (torch), the same draws.
+        progress(step, length) is called after each sample."""
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
+        steps = {"fast": self.fast_steps, "reference": self.reference_steps}[sampler]
+        length = length or self.receptive_field
         inst = torch.as_tensor(instrument).long().expand(n).contiguous()
         pit = torch.as_tensor(pitch).long().expand(n).contiguous()
-        step = self._fast_steps if fast else self._naive_steps
-        codes = np.zeros((n, length), dtype=np.int64)
-        u = torch.rand(length, n, generator=generator, dtype=torch.float64).numpy()  # U(0, 1)
-        for t, logits in enumerate(step(codes, inst, pit)):
-            codes[:, t] = draw(logits, u[t], temperature)
-            if progress is not None:
-                progress(t + 1, length)
-        return torch.from_numpy(codes)
+        codes = torch.zeros(n, length, dtype=torch.int64)
+        u = torch.rand(length, n, generator=generator, dtype=torch.float64)  # (T, n) U(0, 1)
+        with threadpool_limits(torch.get_num_threads(), "blas"):  # numpy's BLAS too
+            for t, logits in enumerate(steps(codes, inst, pit)):
+                codes[:, t] = torch.from_numpy(draw(logits, u[t], temperature))  # x_t
+                if progress is not None:
+                    progress(t + 1, length)
+        return codes
 
-    def _naive_steps(self, codes, inst, pit):
-        """Logits (n, levels) for step t from a full forward pass over the receptive field."""
-        device = next(self.parameters()).device
+    @torch.no_grad()
+    def reference_steps(self, codes, inst, pit):
+        """Yields the logits (n, levels) of x_t for t = 0, 1, ..., reading codes[:, t] once
+        step t has been taken (the caller writes the drawn code there). Fast WaveNet in torch:
+        each layer keeps a queue of its last d inputs, so a step is one tap pair per layer."""
+        device, (n, T) = self.embed.weight.device, codes.shape
         inst, pit = inst.to(device), pit.to(device)
-        for t in range(codes.shape[1]):
-            start = max(0, t - self.receptive_field)
-            window = torch.from_numpy(codes[:, start : t + 1])
-            logits = self(window.to(device), inst, pit, None, start)[:, :, -1]  # x_t not seen
-            yield logits.double().cpu().numpy()  # (n, levels)
+        cond = self.conditioning(inst, pit)[..., None].expand(-1, -1, -1, T)  # (n, L, 2D, T)
+        if self.config.harmonics:  # + W_l l_t, the clock at phase 0
+            local = self.local(self.sinusoids(pit, torch.zeros_like(pit), 0, T))  # (n, L 2D, T)
+            cond = cond + local.view(n, len(self.layers), -1, T)
+        zero = self.embed.weight.new_zeros(n, self.config.residual_channels, 1)  # padding
+        e2 = e1 = zero  # embedded x_{t-2}, x_{t-1}
+        queues = [deque([zero] * layer.dilation, maxlen=layer.dilation) for layer in self.layers]
+        for t in range(T):
+            taps = torch.cat([e2, e1], 2)  # (n, R, 2)
+            h = F.conv1d(taps, self.input.conv.weight, self.input.conv.bias)  # (n, R, 1)
+            skip = 0
+            for i, (layer, queue) in enumerate(zip(self.layers, queues, strict=True)):
+                conv = layer.conv.conv  # kernel 2, dilation d, applied to its two taps
+                taps = torch.cat([queue[0], h], 2)  # (n, R, 2): h_{t-d}, h_t
+                queue.append(h)  # h_{t-d} leaves the queue, h_t joins it
+                z = F.conv1d(taps, conv.weight, conv.bias) + cond[:, i, :, t : t + 1]
+                f, g = z.chunk(2, dim=1)  # (n, D, 1) each: z_f, z_g
+                g = torch.tanh(f) * torch.sigmoid(g)  # tanh(z_f) sigmoid(z_g)
+                h = h + layer.res(g)  # (n, R, 1): residual
+                skip = skip + layer.skip(g)  # (n, S, 1): skip += W_s g
+            logits = self.out2(F.relu(self.out1(F.relu(skip))))[:, :, 0]  # (n, levels)
+            yield logits.cpu().double()
+            e2, e1 = e1, self.embed(codes[:, t].to(device))[:, :, None]  # the code drawn at t
 
-    def _fast_steps(self, codes, inst, pit):
-        """The same logits from per-layer queues (Fast WaveNet): one step per layer."""
-        W = {k: v.detach().cpu().numpy() for k, v in self.state_dict().items()}
+    @torch.no_grad()
+    def fast_steps(self, codes, inst, pit):
+        """The same logits from the same queues, in numpy on the CPU (see the NOTE above)."""
+        A = lambda p: p.detach().cpu().numpy()  # a parameter as a numpy array
         n, L, D = len(codes), len(self.layers), self.config.dilation_channels
-        emb = W["embed.weight"]  # (levels, R)
+        convs = [layer.conv.conv for layer in self.layers]  # (2D, R, 2) weights: h_{t-d}, h_t
+        emb = A(self.embed.weight)  # (levels, R)
         # the input conv as two tables: code -> its contribution two steps / one step later;
         # the extra last row (index `levels`) is the zero padding before the clip starts
-        w = W["input.conv.weight"]  # (R, R, 2)
+        w = A(self.input.conv.weight)  # (R, R, 2)
         pad = np.zeros((1, emb.shape[1]), emb.dtype)
         from_old = np.concatenate([emb @ w[:, :, 0].T, pad])  # (levels + 1, R)
-        from_new = np.concatenate([emb @ w[:, :, 1].T, pad]) + W["input.conv.bias"]
+        from_new = np.concatenate([emb @ w[:, :, 1].T, pad]) + A(self.input.conv.bias)
         device = self.embed.weight.device
         cond = self.conditioning(inst.to(device), pit.to(device)).cpu().numpy()  # (n, L, 2D)
         cond = cond.transpose(1, 0, 2)  # (L, n, 2D)
-        past_w = np.stack([W[f"layers.{i}.conv.conv.weight"][:, :, 0].T for i in range(L)])
-        now_w = [W[f"layers.{i}.conv.conv.weight"][:, :, 1].T for i in range(L)]  # (R, 2D)
-        cond = cond + np.stack([W[f"layers.{i}.conv.conv.bias"] for i in range(L)])[:, None]
+        past_w = np.stack([A(c.weight)[:, :, 0].T for c in convs])  # (L, R, 2D)
+        now_w = [A(c.weight)[:, :, 1].T for c in convs]  # (R, 2D)
+        cond = cond + np.stack([A(c.bias) for c in convs])[:, None]
         local_w = None
         if self.config.harmonics:  # W_l as (2K, L, 2D), and l_t for every t: (T, n, 2K)
-            local_w = W["local.weight"][:, :, 0].T.reshape(-1, L, 2 * D)
+            local_w = A(self.local.weight)[:, :, 0].T.reshape(-1, L, 2 * D)
             zero = torch.zeros_like(pit).to(device)  # generation: phase level 0
             l_all = self.sinusoids(pit.to(device), zero, 0, codes.shape[1]).cpu().numpy()
             l_all = np.ascontiguousarray(l_all.transpose(2, 0, 1))  # (T, n, 2K)
@@ -271,12 +302,12 @@ class WaveNet(GenerativeModel):
         past_w, now_w, cond = past_w * half, [w * half for w in now_w], cond * half
         if local_w is not None:
             local_w = np.ascontiguousarray((local_w * half).transpose(1, 0, 2))  # (L, 2K, 2D)
-        res_w = [W[f"layers.{i}.res.weight"][:, :, 0].T / 2 for i in range(L)]  # (D, R)
-        res_b = [W[f"layers.{i}.res.bias"] for i in range(L)]
-        skip_w = np.concatenate([W[f"layers.{i}.skip.weight"][:, :, 0].T / 2 for i in range(L)])
-        skip_b = sum(W[f"layers.{i}.skip.bias"] for i in range(L))  # (S,)
-        w1, b1 = W["out1.weight"][:, :, 0].T, W["out1.bias"]  # (S, S)
-        w2, b2 = W["out2.weight"][:, :, 0].T, W["out2.bias"]  # (S, levels)
+        res_w = [A(layer.res.weight)[:, :, 0].T / 2 for layer in self.layers]  # (D, R)
+        res_b = [A(layer.res.bias) for layer in self.layers]
+        skip_w = np.concatenate([A(layer.skip.weight)[:, :, 0].T / 2 for layer in self.layers])
+        skip_b = sum(A(layer.skip.bias) for layer in self.layers)  # (S,)
+        w1, b1 = A(self.out1.weight)[:, :, 0].T, A(self.out1.bias)  # (S, S)
+        w2, b2 = A(self.out2.weight)[:, :, 0].T, A(self.out2.bias)  # (S, levels)
         # queue i holds the last d_i inputs of layer i; zeros are the training's zero padding
         queues = [np.zeros((d, n, emb.shape[1]), emb.dtype) for d in self.dilations]
         layers = list(zip(queues, self.dilations, now_w, res_w, res_b, strict=True))
@@ -297,7 +328,7 @@ class WaveNet(GenerativeModel):
             skip = np.concatenate(gates, 1) @ skip_w + skip_b  # (n, S): sum_i W_s,i g_i
             out = np.maximum(np.maximum(skip, 0) @ w1 + b1, 0) @ w2 + b2  # (n, levels)
             yield out.astype(np.float64)
-            x2, x1 = x1, codes[:, t]  # the code drawn at t
+            x2, x1 = x1, codes[:, t].numpy()  # the code drawn at t
 
 
 def draw(logits, u, temperature: float = 1.0) -> np.ndarray:
