@@ -20,7 +20,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from gentools import compare, jobs
+from gentools import checkpoint, compare, jobs
 from gentools.files import read_json
 
 
@@ -41,7 +41,7 @@ def main() -> None:
         wall = time.perf_counter() - start
         load_after = os.getloadavg()
         table = (run / "compare.md").read_text().strip()
-        tensors, meta = compare.load_results(run / "checkpoint.safetensors")
+        tensors, meta = checkpoint.load(run / "checkpoint.safetensors")
         made = read_json(run / jobs.METRICS)["collect_seconds"]
         rows = [r for fam in compare.FAMILIES for r in _rows(fam, meta)]
         agree = all(_agrees(run_dir, fam, i, tensors) for fam, i, run_dir in rows)

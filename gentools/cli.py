@@ -1,15 +1,8 @@
 """Command line: ``gentools run|sweep|list|show`` over the notebooks in ``notebooks/``.
 
-    gentools run vae -p steps 200 -p device cpu [--out runs] [--no-progress]
-    gentools run --resume runs/vae/20250101-120000-1a2b3c4d
-    gentools sweep sweep.yaml [--scheduler ADDRESS] [--workers N] [--out runs]
-    gentools list
-    gentools show runs/vae/20250101-120000-1a2b3c4d
-
-Exit codes: 0 success, 1 the notebook (for a sweep: any run) failed, 2 bad parameters,
-a bad sweep spec, a missing file or a folder that cannot be resumed (reported before any
-kernel starts), 128 + N when signal N (SIGTERM: 143, SIGINT: 130) interrupted the run. Imports stay
-light (no torch; papermill and Dask only when something runs).
+Exit codes: 0 success, 1 the notebook (for a sweep: any run) failed, 2 bad parameters, a
+bad sweep spec, a missing file or a folder that cannot be resumed (before any kernel
+starts), 128 + N when signal N interrupted the run (SIGTERM: 143). No torch is imported.
 """
 
 from __future__ import annotations
@@ -60,17 +53,6 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _parameters(notebook: Path, pairs: Sequence[Sequence[str]]) -> dict[str, object]:
-    spec = notebook_parameters(notebook)
-    values: dict[str, object] = {}
-    for name, text in pairs:
-        if name in values:
-            raise ParameterError(f"parameter {name!r} given twice")
-        param = spec.get(name)
-        values[name] = parse_value(text, param.type if param else None)
-    return values
-
-
 def _cmd_run(args: argparse.Namespace) -> int:
     if args.resume is not None:
         if args.notebook or args.param or args.out:
@@ -81,7 +63,11 @@ def _cmd_run(args: argparse.Namespace) -> int:
         raise ParameterError("give a notebook to run (see `gentools list`) or --resume RUN_DIR")
     else:
         notebook = find_notebook(args.notebook)
-        values = _parameters(notebook, args.param)
+        spec, values = notebook_parameters(notebook), {}
+        for name, text in args.param:  # typed as the parameter is: "-p data 123" stays text
+            if name in values:
+                raise ParameterError(f"parameter {name!r} given twice")
+            values[name] = parse_value(text, spec[name].type if name in spec else None)
         run_dir = jobs.run(notebook, values, out=args.out, progress=not args.no_progress,
                            kernel_name=args.kernel)
     manifest = read_json(run_dir / jobs.MANIFEST)

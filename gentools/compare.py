@@ -1,10 +1,8 @@
 """One table across the image families: the same digits split, the same units, several seeds.
 
-`collect` finds, for each family (VAE, GAN, PixelCNN, flow, diffusion, flow matching) and
-each seed, the completed run of that family's notebook with exactly the parameters the
-comparison asks for, or runs the notebook with `jobs.run` into the same runs folder, so a
-second comparison (or a sweep with the same parameters) reuses the runs. The folder is named
-by the run's digest, so a run matches only the notebook as it is now with those parameters.
+`collect` finds, for each family and seed, the completed run of the family's notebook with
+exactly the parameters asked for, in `<runs>/<notebook>/<digest>` as a sweep leaves it, or
+runs it there with `jobs.run`; the digest covers the notebook's bytes and the parameters.
 
 Each run gives one row of per-seed values, all read from the run itself:
 - parameters: counted on the model rebuilt from the run's checkpoint (every network trained,
@@ -108,11 +106,9 @@ def family(name: str) -> Family:
 
 
 def run_parameters(fam: Family, size: str, seed: int, device: str, n_samples: int) -> dict:
-    """The full parameters of the run that the comparison wants, validated, out_dir left out.
-
-    size "tiny" takes the notebook's own test parameters; any other size only sets `size`.
-    The GAN draws `n_samples` samples for its recorded distance.
-    """
+    """The full parameters (out_dir aside) of the run the comparison wants: size "tiny" takes
+    the notebook's own test parameters, any other only sets `size`; the GAN draws
+    `n_samples` samples for its recorded distance."""
     path = find_notebook(fam.notebook)
     asked = tiny_parameters(path) if size == "tiny" else {"size": size}
     asked.update(seed=seed, device=device)
@@ -125,11 +121,8 @@ def sample_quality(model, n: int, seed: int, test_x01: torch.Tensor, classifier)
     """FCD of n seeded samples to the test digits, and the smallest and largest class share."""
     samples = model.sample(n, generator=torch.Generator().manual_seed(seed)).cpu()
     coverage = metrics.class_coverage(samples, classifier)
-    return {
-        "fcd": metrics.frechet_classifier_distance(samples, test_x01, classifier),
-        "coverage_min": coverage.min().item(),
-        "coverage_max": coverage.max().item(),
-    }
+    return {"fcd": metrics.frechet_classifier_distance(samples, test_x01, classifier),
+            "coverage_min": coverage.min().item(), "coverage_max": coverage.max().item()}
 
 
 def read_result(fam: Family, run: Path, reused: bool, n_samples: int) -> Result:
@@ -153,26 +146,16 @@ def read_result(fam: Family, run: Path, reused: bool, n_samples: int) -> Result:
         source, n = "computed from the checkpoint", n_samples
     with torch.no_grad():
         grid = model.sample(32, generator=torch.Generator().manual_seed(seed)).cpu()
-    nan = math.nan
-    values = {
-        "train_seconds": recorded["train_seconds"],
-        "nll": recorded[fam.nll_key] if fam.nll_key else nan,
-        "bpd": recorded[fam.bpd_key] if fam.bpd_key else nan,
-        **quality,
-    }
+    values = {"train_seconds": recorded["train_seconds"], **quality,
+              "nll": recorded[fam.nll_key] if fam.nll_key else math.nan,
+              "bpd": recorded[fam.bpd_key] if fam.bpd_key else math.nan}
     kind = fam.kind + (f" ({fam.detail.format(**params)})" if fam.detail else "")
     return Result(fam, seed, run, reused, model.num_parameters(), values, source, n, kind, grid)
 
 
-def collect(
-    families: Sequence[Family],
-    seeds: Sequence[int],
-    size: str,
-    runs_dir: str | Path,
-    device: str = "auto",
-    n_samples: int = 1000,
-    log: Callable[[str], None] = print,
-) -> list[Result]:
+def collect(families: Sequence[Family], seeds: Sequence[int], size: str, runs_dir: str | Path,
+            device: str = "auto", n_samples: int = 1000,
+            log: Callable[[str], None] = print) -> list[Result]:
     """Every (family, seed) row. Each run lives in ``<runs_dir>/<notebook>/<digest>``, its
     identity (``jobs.run_digest``: the notebook's bytes and the parameters), as a sweep's
     runs do: a completed one is reused, any other is run now."""
@@ -186,9 +169,6 @@ def collect(
             log(f"{fam.name} seed {seed}: {'reused' if reused else 'ran'} {run}")
             results.append(read_result(fam, run, reused, n_samples))
     return results
-
-
-# --- the table ------------------------------------------------------------------------------
 
 
 def mean_std(values: Sequence[float]) -> tuple[float, float]:
@@ -246,19 +226,17 @@ def flat_metrics(summary: dict[str, dict]) -> dict[str, float]:
     column (the GAN's NLL) are left out, since metrics must be finite."""
     flat = {}
     for name, s in summary.items():
-        flat[f"{name.lower()}_parameters"] = s["parameters"]
-        flat[f"{name.lower()}_seeds"] = s["n"]
+        flat |= {f"{name.lower()}_parameters": s["parameters"], f"{name.lower()}_seeds": s["n"]}
         for key, _, _ in COLUMNS:
-            mean, std = s[key]
-            if not math.isnan(mean):
-                flat[f"{name.lower()}_{key}_mean"] = mean
-                flat[f"{name.lower()}_{key}_std"] = std
+            if not math.isnan(s[key][0]):
+                flat |= dict(zip([f"{name.lower()}_{key}_mean", f"{name.lower()}_{key}_std"],
+                                 s[key], strict=True))
     return flat
 
 
 def save(path: str | Path, results: Sequence[Result], table: str) -> Path:
     """The comparison's state as a gentools checkpoint: per-seed values and sample grids as
-    tensors, the run folders, seeds and table in the metadata. `load_results` reads it back."""
+    tensors, the run folders, seeds and table in the metadata; `checkpoint.load` reads it."""
     tensors, runs = {}, {}
     for fam in dict.fromkeys(r.family for r in results):
         rows = [r for r in results if r.family == fam]
@@ -269,7 +247,3 @@ def save(path: str | Path, results: Sequence[Result], table: str) -> Path:
         runs[fam.key] = {str(r.seed): str(r.run) for r in rows}
     return checkpoint.save(path, tensors, {"runs": runs, "table": table})
 
-
-def load_results(path: str | Path) -> tuple[dict[str, torch.Tensor], dict]:
-    """(tensors, meta) of a comparison saved by `save`."""
-    return checkpoint.load(path)

@@ -46,10 +46,16 @@ def write_json(path: str | os.PathLike[str], obj: object, *, sort_keys: bool = F
     return atomic_write(path, lambda tmp: tmp.write_text(text, encoding="utf-8"))
 
 
-def read_json(path: str | os.PathLike[str]) -> object:
-    """Load a JSON file."""
-    with open(path, encoding="utf-8") as handle:
-        return json.load(handle)
+def read_json(path: str | os.PathLike[str], default: object = ...) -> object:
+    """Load a JSON file; with a ``default``, return it instead of raising when the file is
+    missing or is not JSON."""
+    try:
+        with open(path, encoding="utf-8") as handle:
+            return json.load(handle)
+    except (OSError, ValueError):
+        if default is ...:
+            raise
+        return default
 
 
 def sha256_file(path: str | os.PathLike[str], chunk_size: int = 1 << 20) -> str:

@@ -1,14 +1,10 @@
 """Notebook jobs: run a notebook with papermill into its own run folder, with a manifest.
 
-``run("vae", {"steps": 100})`` checks the parameters against the notebook's parameters
-cell before any kernel starts, creates ``runs/vae/<run-id>/``, writes ``manifest.json``
-(status "running"), executes the notebook there with ``out_dir`` set to the folder, and
-finishes the manifest: status, error, timings, every try in ``attempts``, the
-environment the notebook recorded (``repro.environment``: versions, device, git state)
-and the sha256 of every output. ``resume`` continues a run that did not complete.
-
-``record(metrics, out_dir)`` is what a notebook calls at its end to write
-``metrics.json``. papermill is imported only to run; torch is never imported here.
+``run("vae", {"steps": 100})`` checks the parameters before any kernel starts, executes
+the notebook into ``runs/vae/<run-id>/`` with ``out_dir`` set to it, and keeps
+``manifest.json``: status, error, every try, timings, the environment the notebook
+recorded (``repro.environment``) and the sha256 of every output. ``resume`` continues a
+run that did not complete; ``record`` is what a notebook calls to write ``metrics.json``.
 """
 
 from __future__ import annotations
@@ -40,11 +36,8 @@ OUT_DIR = "out_dir"
 
 
 class RunFailed(RuntimeError):
-    """A run ended without completing: a cell raised, the kernel died, or a signal stopped it.
-
-    The executed notebook and the manifest ("failed" or "interrupted", with the error and
-    its traceback) are kept; ``signal`` is the signal that stopped the run, if one did.
-    """
+    """A run ended without completing (a cell raised, the kernel died, a signal stopped it);
+    its folder keeps the executed notebook and the manifest with the error and traceback."""
 
     def __init__(self, run_dir: Path, executed: Path, ename: str, evalue: str,
                  signal: int | None = None) -> None:
@@ -67,9 +60,6 @@ def _utc_now() -> str:
     return datetime.now(timezone.utc).isoformat()
 
 
-# --- a run's identity and folder -----------------------------------------------------------
-
-
 def run_digest(notebook: str | os.PathLike[str], parameters: Mapping[str, object]) -> str:
     """A run's identity: the first 8 hex of sha256(notebook name, notebook bytes, canonical
     JSON of ``parameters``). ``gentools run`` puts it after the start time in the folder
@@ -83,10 +73,7 @@ def run_digest(notebook: str | os.PathLike[str], parameters: Mapping[str, object
 
 def run_status(run_dir: str | os.PathLike[str]) -> str | None:
     """The manifest's status ("running", "completed", ...), or None without a manifest."""
-    try:
-        manifest = read_json(Path(run_dir) / MANIFEST)
-    except (OSError, ValueError):
-        return None
+    manifest = read_json(Path(run_dir) / MANIFEST, None)
     return manifest.get("status") if isinstance(manifest, dict) else None
 
 
@@ -116,21 +103,16 @@ def check_run(notebook: str | os.PathLike[str], parameters: Mapping[str, object]
     return values
 
 
-# --- running ---------------------------------------------------------------------------
-
-
 def run(notebook: str | os.PathLike[str], parameters: Mapping[str, object] | None = None,
         out: str | os.PathLike[str] | None = None, progress: bool = True,
         kernel_name: str = "python3", reuse: bool = False) -> Path:
     """Execute ``notebook`` with papermill in a run folder and return its absolute path.
 
-    The folder is ``<out or ./runs>/<stem>/<YYYYmmdd-HHMMSS>-<digest>[-N]`` (UTC time), a
-    new one each time. With ``reuse=True`` (sweeps, the comparison) it is
-    ``<stem>/<digest>``: a completed run there is returned as it is, without running, and
-    an unfinished one is emptied and run again.
-    Raises ParameterError (before any kernel starts) for bad parameters, and RunFailed
-    when the run does not complete (a cell raised, the kernel died, SIGTERM or SIGINT);
-    its manifest then says "failed" or "interrupted", and ``resume`` continues it.
+    The folder is ``<out or ./runs>/<stem>/<YYYYmmdd-HHMMSS>-<digest>[-N]`` (UTC), a new one
+    each time; with ``reuse=True`` (sweeps, the comparison) it is ``<stem>/<digest>``, where a
+    completed run is returned as it is and an unfinished one is emptied and run again.
+    Raises ParameterError before any kernel starts, and RunFailed when the run does not
+    complete (its manifest then says "failed" or "interrupted"; ``resume`` continues it).
     """
     source = find_notebook(notebook)
     values = check_run(source, dict(parameters or {}))
@@ -160,12 +142,9 @@ def run(notebook: str | os.PathLike[str], parameters: Mapping[str, object] | Non
 
 
 def resumable(run_dir: str | os.PathLike[str]) -> dict[str, object]:
-    """The manifest of the unfinished run in ``run_dir``; NotResumable says why it is not one.
-
-    A run can be resumed when its manifest is not "completed", no live process on this
-    host still runs it, its notebook is unchanged, and the notebook has a ``resume``
-    parameter. Without a checkpoint it restarts from step 0 in the same folder.
-    """
+    """The manifest of the unfinished run in ``run_dir``: not completed, run by no live process
+    on this host, its notebook unchanged and with a ``resume`` parameter. NotResumable says
+    which of these fails. (A run without a checkpoint restarts from step 0.)"""
     run_dir = Path(run_dir)
     try:
         manifest = read_json(run_dir / MANIFEST)
@@ -193,13 +172,10 @@ def resumable(run_dir: str | os.PathLike[str]) -> dict[str, object]:
 
 def resume(run_dir: str | os.PathLike[str], progress: bool = True,
            kernel_name: str = "python3") -> Path:
-    """Continue the unfinished run in ``run_dir`` from its last checkpoint.
-
-    The notebook runs again in the same folder with the parameters in its manifest plus
-    ``resume=True``, so training picks up at the checkpoint's step and the run ends with
-    the metrics an uninterrupted run would have. Each try is added to the manifest's
-    ``attempts``. Raises NotResumable (nothing runs) or RunFailed, like ``run``.
-    """
+    """Continue the unfinished run in ``run_dir`` from its last checkpoint: the notebook runs
+    again there with its manifest's parameters plus ``resume=True``, and ends with the
+    metrics an uninterrupted run would have. Raises NotResumable (nothing runs) or
+    RunFailed."""
     run_dir = Path(run_dir).resolve()
     manifest = resumable(run_dir)
     manifest["parameters"][OUT_DIR] = str(run_dir)
@@ -222,10 +198,8 @@ def _alive(manifest: Mapping[str, object]) -> bool:
 def _attempt(source: Path, run_dir: Path, manifest: dict, kernel_name: str, progress: bool,
              resume: bool = False) -> Path:
     """Execute the notebook once into ``run_dir``, recording the try in the manifest.
-
-    papermill is given ``out_dir`` (and ``resume=True`` when resuming) plus the parameters
-    that differ from the notebook's defaults, so the executed notebook shows what was set.
-    """
+    papermill injects ``out_dir``, ``resume`` when resuming, and what differs from the
+    defaults, so the executed notebook shows what was set."""
     spec = notebook_parameters(source)
     injected = {k: v for k, v in manifest["parameters"].items()
                 if k == OUT_DIR or k not in spec or v != spec[k].default}
@@ -241,9 +215,24 @@ def _attempt(source: Path, run_dir: Path, manifest: dict, kernel_name: str, prog
     executed = run_dir / str(manifest["executed_notebook"])
     clock = time.monotonic()
     received: list[int] = []
+    managers: list = []  # the run's kernel manager, for the signal handler and the clean-up
     try:
-        with _signals_interrupt_the_kernel(received) as managers:
-            _execute(source, executed, injected, kernel_name, progress, managers)
+        import papermill
+
+        from gentools._compat import ipc_kernel_manager
+
+        try:
+            with _signals_interrupt_the_kernel(received, managers):
+                papermill.execute_notebook(
+                    str(source), str(executed), parameters=injected, cwd=str(source.parent),
+                    kernel_name=kernel_name, progress_bar=progress, log_output=False,
+                    kernel_manager_class=ipc_kernel_manager(managers))
+        finally:
+            for manager in managers:
+                if getattr(manager, "folder", None):
+                    shutil.rmtree(manager.folder, ignore_errors=True)
+            if executed.exists():
+                slim_notebook(executed)
     except BaseException as exc:
         ename, evalue, trace = _error_of(exc)
         status = "interrupted" if received or ename == "KeyboardInterrupt" else "failed"
@@ -261,16 +250,12 @@ def _attempt(source: Path, run_dir: Path, manifest: dict, kernel_name: str, prog
 
 
 @contextmanager
-def _signals_interrupt_the_kernel(received: list[int]):
+def _signals_interrupt_the_kernel(received: list[int], managers: list):
     """While a notebook runs, SIGTERM and SIGINT interrupt its kernel (training then saves
     a checkpoint and stops, see ``train.fit``); a second signal stops waiting for it.
-
-    Yields the list that the kernel manager of the run appends itself to. Signal handlers
-    can only be set in the main thread; elsewhere (a Dask worker) signals keep their way.
-    """
-    managers: list = []
+    Handlers can only be set in the main thread: in a Dask worker signals keep their way."""
     if threading.current_thread() is not threading.main_thread():
-        yield managers
+        yield
         return
 
     def interrupt(signum, frame):
@@ -282,42 +267,19 @@ def _signals_interrupt_the_kernel(received: list[int]):
 
     previous = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
     try:
-        yield managers
+        yield
     finally:
         for s, handler in previous.items():
             signal.signal(s, handler)
-
-
-def _execute(source: Path, executed: Path, parameters: dict, kernel_name: str, progress: bool,
-             managers: list) -> None:
-    import papermill
-
-    from gentools._compat import ipc_kernel_manager
-
-    try:
-        papermill.execute_notebook(
-            str(source), str(executed), parameters=parameters, cwd=str(source.parent),
-            kernel_name=kernel_name, progress_bar=progress, log_output=False,
-            kernel_manager_class=ipc_kernel_manager(managers),
-        )
-    finally:
-        for manager in managers:
-            if getattr(manager, "folder", None):
-                shutil.rmtree(manager.folder, ignore_errors=True)
-        if executed.exists():
-            slim_notebook(executed)
 
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
 def slim_notebook(path: Path) -> None:
-    """Drop widget state and widget views from an executed notebook, in place.
-
-    A headless run saves only empty widget views (updates after display are lost) plus
-    the widget state, which embeds the plotly.js bundle (megabytes per figure). Each
-    view keeps its text form, and the static figures the notebook displays stay.
-    """
+    """Drop widget state and views from an executed notebook, in place: a headless run
+    saves only empty views plus a state that embeds plotly.js (megabytes per figure). Each
+    view keeps its text form, and the static figures stay."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
@@ -342,10 +304,7 @@ def _error_of(exc: BaseException) -> tuple[str, str, str]:
 
 
 def _finish(manifest: dict, attempt: dict, run_dir: Path, clock: float) -> None:
-    try:
-        environment = read_json(run_dir / ENVIRONMENT)
-    except (OSError, ValueError):  # none recorded (the run stopped early), or unreadable
-        environment = None
+    environment = read_json(run_dir / ENVIRONMENT, None)  # None: the run stopped before it
     manifest["environment"] = environment
     manifest["device"] = environment.get("device") if isinstance(environment, dict) else None
     attempt["finished_at"] = manifest["finished_at"] = _utc_now()
@@ -356,9 +315,6 @@ def _finish(manifest: dict, attempt: dict, run_dir: Path, clock: float) -> None:
         for path in sorted(run_dir.rglob("*")) if path.is_file() and path != run_dir / MANIFEST
     }
     write_json(run_dir / MANIFEST, manifest)
-
-
-# --- called from notebooks -------------------------------------------------------------
 
 
 def _metric_value(name: object, value: object) -> float:
@@ -376,12 +332,9 @@ def _metric_value(name: object, value: object) -> float:
 
 def record(metrics: Mapping[str, object], out_dir: str | os.PathLike[str],
            environment: Mapping[str, object] | None = None) -> dict[str, float]:
-    """Write ``<out_dir>/metrics.json`` (and ``environment.json``) and return the metrics.
-
-    ``metrics`` is a flat ``{name: number}``; each value becomes a Python float. Non-numeric
-    or non-finite values raise ValueError naming the metric, and nothing is written.
-    ``environment`` (e.g. ``{"device": "cuda:0", "torch": "2.3.0"}``) must be JSON-able.
-    """
+    """Write ``<out_dir>/metrics.json`` (and ``environment.json``) and return the metrics, a
+    flat ``{name: float}``. A value that is not a finite number raises ValueError naming the
+    metric, and nothing is written."""
     clean = dict(sorted((name, _metric_value(name, value)) for name, value in metrics.items()))
     write_json(Path(out_dir) / METRICS, clean)
     if environment is not None:

@@ -14,10 +14,9 @@ inclusive numeric range (either bound may be empty), ``[a|b|c]`` a list of allow
 strings in which a standalone ``N`` segment (``cuda:N``) matches a non-negative
 integer. The rest of the comment is the help text.
 
-This module parses that cell (``parse_parameters_source``, ``notebook_parameters``),
-turns command-line text into values (``parse_value``) and checks values against the
-schema (``validate``, ``check_notebook``), reporting every problem in one
-``ParameterError``. It imports nothing heavy (no torch, no nbformat).
+This module finds notebooks (``find_notebook``), parses that cell, reads command-line
+text (``parse_value``) and checks values (``validate``), reporting every problem in one
+``ParameterError``. It imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -75,12 +74,9 @@ def available_notebooks() -> dict[str, Path]:
 
 
 def find_notebook(name: str | os.PathLike[str]) -> Path:
-    """The one notebook resolver: ``"vae"``, ``"vae.ipynb"`` or a path, as an absolute path.
-
-    A path to an existing ``.ipynb`` file (relative to the current folder, which is the
-    notebook's own folder inside a kernel) is taken as it is; a bare name is looked up in
-    ``notebooks_dir()``. FileNotFoundError says where it looked and suggests a close name.
-    """
+    """The one notebook resolver: an existing ``.ipynb`` path (inside a kernel the current
+    folder is the notebook's own) as it is, else ``"vae"`` or ``"vae.ipynb"`` looked up in
+    ``notebooks_dir()``. FileNotFoundError says where it looked and suggests a close name."""
     given = Path(name).expanduser()
     if given.suffix == ".ipynb" and given.is_file():
         return given.resolve()
@@ -135,11 +131,8 @@ class Param:
         return f"{text}: {self.help}" if self.help else text
 
     def coerce(self, value: object) -> object:
-        """Return ``value`` converted to this parameter's type; ParameterError if not allowed.
-
-        An int parameter takes a whole float (``1e3``), a float one takes an int; a bool is
-        never a number.
-        """
+        """``value`` converted to this parameter's type, or ParameterError. An int parameter
+        takes a whole float (``1e3``), a float one an int; a bool is never a number."""
         number = isinstance(value, (int, float)) and not isinstance(value, bool)
         fits = {bool: isinstance(value, bool), str: isinstance(value, str), float: number,
                 int: number and float(value).is_integer()}[self.type]
@@ -161,9 +154,6 @@ class Param:
                 allowed = f"<= {_format_number(self.high)}"
             raise ParameterError(f"parameter {self.name!r} must be {allowed} (got {value!r})")
         return value
-
-
-# --- parsing the parameters cell -------------------------------------------------------
 
 
 def _comments_by_line(source: str) -> dict[int, str]:
@@ -232,11 +222,8 @@ def _literal(name: str, node: ast.expr, line: int) -> object:
 
 
 def parse_parameters_source(source: str, origin: str | None = None) -> dict[str, Param]:
-    """Parse a parameters cell into ``{name: Param}`` in cell order.
-
-    ``origin`` (e.g. the notebook name) prefixes error messages.
-    Raises ParameterError for anything but plain literal assignments.
-    """
+    """Parse a parameters cell into ``{name: Param}`` in cell order; anything but plain
+    literal assignments raises ParameterError, prefixed by ``origin`` (the notebook)."""
     where = f"{origin} parameters cell" if origin else "parameters cell"
     try:
         tree = ast.parse(source)
@@ -266,11 +253,8 @@ def parse_parameters_source(source: str, origin: str | None = None) -> dict[str,
 
 
 def notebook_parameters(path: str | os.PathLike[str]) -> dict[str, Param]:
-    """Read a notebook and parse its single ``parameters``-tagged code cell.
-
-    The notebook is read as plain JSON: every notebook calls this in its first cells, and
-    importing nbformat would add about a second to each start.
-    """
+    """Parse a notebook's single ``parameters``-tagged code cell (read as plain JSON: every
+    notebook calls this first, and importing nbformat would add about a second)."""
     path = Path(path)
     try:
         cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
@@ -293,17 +277,10 @@ def tiny_parameters(path: str | os.PathLike[str]) -> dict[str, object]:
     return dict(notebook.get("metadata", {}).get("gentools", {}).get("test_parameters", {}))
 
 
-# --- values ----------------------------------------------------------------------------
-
-
 def parse_value(text: str, type_: type | None = None) -> object:
-    """Turn command-line text into a Python value.
-
-    A Python literal is evaluated (``"3"`` -> 3, ``"1e-3"`` -> 0.001, ``"'a'"`` -> 'a');
-    ``true``/``false`` in any case give a bool; anything else stays the raw string
-    (``"cpu"`` -> 'cpu'). With ``type_=str`` a non-string literal stays the raw text,
-    so ``-p data 123`` means the string '123' for a str parameter.
-    """
+    """Command-line text as a value: a Python literal (``"1e-3"`` -> 0.001), ``true``/``false``
+    in any case, else the text itself (``"cpu"``). With ``type_=str`` a non-string literal
+    stays text, so ``-p data 123`` means '123' for a str parameter."""
     lowered = text.strip().lower()
     if lowered in ("true", "false") and type_ is not str:
         return lowered == "true"
@@ -320,12 +297,9 @@ def validate(
     spec: Mapping[str, Param], values: Mapping[str, object], notebook: str | None = None,
     require_all: bool = False,
 ) -> dict[str, object]:
-    """Return the full parameter dict: defaults overridden by ``values``, converted.
-
-    Every problem (unknown name, wrong type, out of range, bad choice, and with
-    ``require_all`` a missing name) is collected and raised together as one
-    ParameterError. ``notebook`` names the notebook in messages.
-    """
+    """The full parameter dict: defaults overridden by ``values``, converted. Every problem
+    (unknown name, wrong type, out of range, bad choice; a missing name with
+    ``require_all``) is raised together in one ParameterError naming ``notebook``."""
     result = {name: p.default for name, p in spec.items()}
     problems: list[str] = []
     where = f" for {notebook}" if notebook else ""
@@ -350,12 +324,9 @@ def validate(
 def check_notebook(
     values: Mapping[str, object], notebook: str | os.PathLike[str]
 ) -> dict[str, object]:
-    """Validate a running notebook's parameter values against its own parameters cell.
-
-    ``params = check_notebook(globals(), "vae.ipynb")`` (what ``gentools.setup`` does).
-    ``values`` must hold every parameter; other keys (the rest of ``globals()``) are
-    ignored. The notebook is found with ``find_notebook``. Returns the validated dict.
-    """
+    """Validate a running notebook's parameters against its own parameters cell, as
+    ``gentools.setup`` does: ``check_notebook(globals(), "vae.ipynb")``. ``values`` must
+    hold every parameter; its other keys are ignored."""
     path = find_notebook(notebook)
     spec = notebook_parameters(path)
     given = {name: values[name] for name in spec if name in values}

@@ -1,25 +1,12 @@
 """Parameter sweeps: many papermill runs of the gentools notebooks, spread over Dask.
 
-A sweep spec (YAML) names notebooks, base parameters, a grid and/or explicit parameter
-sets, seeds and retries::
-
-    name: vae-lr             # optional; default: the spec file's name
-    notebooks: [vae]         # or {vae: {iwae_k: 8}, gan: {n_samples: 200}}
-    base: {size: tiny, steps: 20}
-    grid: {lr: [0.001, 0.002]}
-    sets: [{lr: 0.003, batch_size: 32}]
-    seeds: [0, 1, 2]
-    retries: 1
-    metric: test_nll         # optional; the metric the summary figure plots
-
-``parse_spec`` checks each entry once against each notebook's parameters cell before
-anything starts (a problem names its entry: ``grid point {lr: 2.0}``, ``sets[1]``) and
-expands the spec into runs. ``run_sweep`` executes each run with ``jobs.run`` on a Dask
-cluster (a local one by default) into ``<out>/<notebook>/<digest>``, the run's identity,
-so a second invocation skips the completed runs and resumes the unfinished ones. A run
-that fails is retried, then recorded, and the rest go on. ``<out>/sweeps/<name>/`` gets
-``results.csv`` (a row per run) and ``summary.html`` (the metric against each swept
-parameter). Dask, plotly and tqdm are imported only where used; torch never is.
+A sweep spec (YAML; README, "Sweeps") holds ``notebooks`` (a name, a list, or
+``{name: its own values}``), ``base`` values, a ``grid`` (every combination) and/or explicit
+``sets``, ``seeds``, ``retries``, and optionally its ``name`` and the ``metric`` to plot.
+``parse_spec`` checks each entry once, before anything starts, and expands the spec into
+runs; ``run_sweep`` runs them on Dask into ``<out>/<notebook>/<digest>`` (so a second
+invocation skips completed runs and resumes unfinished ones), retrying failures, and
+writes ``<out>/sweeps/<name>/results.csv`` and ``summary.html``. Torch is never imported.
 """
 
 from __future__ import annotations
@@ -56,7 +43,7 @@ class Job:
     entry: str  # where in the spec it comes from, for messages
 
     @property
-    def name(self) -> str:
+    def name(self) -> str:  # the notebook's stem
         return self.notebook.stem
 
     def run_dir(self, out: Path) -> Path:
@@ -89,8 +76,8 @@ def load_spec(path: str | os.PathLike[str]) -> Sweep:
 
 
 def _entries(data: Mapping, problems: list[str]) -> tuple[dict, list, list | None, int]:
-    """The spec's pieces, each shape-checked: ``{notebook: its own values}``, the entries
-    ``[(label, values)]`` (base, then grid points and sets), the seeds (or None), retries."""
+    """The spec's shape-checked pieces: ``{notebook: its values}``, ``[(label, values)]`` of
+    the base, grid points and sets, the seeds (or None) and the retries."""
 
     def mapping(value: object, where: str) -> dict:
         if value is None or isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
@@ -195,10 +182,8 @@ def parse_spec(data: object, name: str = "sweep", where: str = "sweep spec") -> 
     seen: dict[tuple[str, str], Job] = {}
     for job in found if not problems else []:
         first = seen.setdefault((job.name, job.digest), job)
-        if first is not job:
-            same = "repeats the run of" if first.parameters == job.parameters else "has the " \
-                "same digest as"
-            problems.append(f"{job.entry} ({job.name}) {same} {first.entry}")
+        if first is not job:  # the same folder: the same parameters (or a digest collision)
+            problems.append(f"{job.entry} ({job.name}) repeats the run of {first.entry}")
     if problems:
         raise SpecError([f"{where}: {p}" for p in problems], header=f"{where} is invalid")
     by_notebook: dict[str, list[dict]] = {}
@@ -281,12 +266,8 @@ def execute_job(notebook: str, parameters: dict, out: str, retries: int) -> dict
 def run_sweep(sweep: Sweep, out: str | os.PathLike[str] = "runs", *, client=None,
               scheduler: str | None = None, workers: int | None = None,
               progress: bool = True) -> Path:
-    """Run every run of ``sweep`` that has not completed; return the results folder,
-    ``<out>/sweeps/<name>/`` with ``results.csv`` and ``summary.html``.
-
-    Uses ``client`` when given, else connects to ``scheduler``, else starts a local
-    cluster (``local_cluster(workers)``) for as long as the sweep runs.
-    """
+    """Run every run of ``sweep`` that has not completed, on ``client``, or the cluster at
+    ``scheduler``, or a ``local_cluster(workers)``; return ``<out>/sweeps/<name>/``."""
     out = Path(out).resolve()
     outcomes = {job: {"status": "completed", "attempts": 0, "error": None}
                 for job in sweep.jobs if jobs.run_status(job.run_dir(out)) == "completed"}
@@ -350,14 +331,6 @@ def _run_pending(sweep, pending, out, outcomes, client, scheduler, workers, prog
 # --- results ---------------------------------------------------------------------------
 
 
-def _read_dict(path: Path) -> dict:
-    try:
-        data = read_json(path)
-    except (OSError, ValueError):
-        return {}
-    return data if isinstance(data, dict) else {}
-
-
 def results_table(sweep: Sweep, outcomes: Mapping[Job, dict], out: Path) -> list[dict]:
     """One row per run: notebook, run id, status, attempts, wall time, entry, then
     ``params.<name>`` and ``metrics.<name>`` columns, the error and the run folder."""
@@ -365,8 +338,8 @@ def results_table(sweep: Sweep, outcomes: Mapping[Job, dict], out: Path) -> list
     for job in sweep.jobs:
         run_dir = job.run_dir(out)
         outcome = outcomes.get(job, {"status": "not run", "attempts": 0, "error": None})
-        manifest = _read_dict(run_dir / jobs.MANIFEST)
-        metrics = _read_dict(run_dir / jobs.METRICS) if manifest.get("status") == "completed" \
+        manifest = read_json(run_dir / jobs.MANIFEST, {})
+        metrics = read_json(run_dir / jobs.METRICS, {}) if manifest.get("status") == "completed" \
             else {}
         error = manifest.get("error")
         rows.append({

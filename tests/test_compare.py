@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from gentools import compare, jobs
+from gentools import checkpoint, compare, jobs
 from gentools.data import load_images
 from gentools.metrics import digits_classifier
 from gentools.params import find_notebook
@@ -134,6 +134,6 @@ def test_table_equals_each_runs_metrics_and_runs_are_reused(tmp_path):
 
     # the saved comparison holds the per-seed values and the run folders
     path = compare.save(tmp_path / "checkpoint.safetensors", results, "table")
-    tensors, meta = compare.load_results(path)
+    tensors, meta = checkpoint.load(path)
     assert tensors["pixelcnn.nll"].tolist() == [pixel.values["nll"]]
     assert meta["runs"]["vae"] == {"0": str(vae.run)} and meta["table"] == "table"

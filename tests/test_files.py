@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from gentools.files import atomic_write, sha256_file, write_json
+from gentools.files import atomic_write, read_json, sha256_file, write_json
 
 
 def test_write_json_is_strict_and_leaves_only_the_file(tmp_path: Path) -> None:
@@ -48,3 +48,13 @@ def test_sha256_file(tmp_path: Path) -> None:
     path = tmp_path / "blob"
     path.write_bytes(b"abc" * 1000)
     assert sha256_file(path, chunk_size=7) == hashlib.sha256(b"abc" * 1000).hexdigest()
+
+
+def test_read_json_with_a_default_for_a_missing_or_broken_file(tmp_path: Path) -> None:
+    (tmp_path / "half.json").write_text('{"status": "runn')
+    assert read_json(tmp_path / "missing.json", {}) == {}
+    assert read_json(tmp_path / "half.json", None) is None
+    with pytest.raises(FileNotFoundError):
+        read_json(tmp_path / "missing.json")
+    with pytest.raises(ValueError):
+        read_json(tmp_path / "half.json")
