@@ -19,13 +19,12 @@ import os
 import platform
 import shutil
 import signal
-import threading
 import time
 from collections.abc import Mapping
-from contextlib import contextmanager
 from datetime import datetime, timezone
 from pathlib import Path
 
+from gentools import signals
 from gentools.files import read_json, sha256_file, write_json
 from gentools.params import ParameterError, find_notebook, notebook_parameters, validate
 
@@ -216,13 +215,21 @@ def _attempt(source: Path, run_dir: Path, manifest: dict, kernel_name: str, prog
     clock = time.monotonic()
     received: list[int] = []
     managers: list = []  # the run's kernel manager, for the signal handler and the clean-up
+
+    def interrupt(signum, frame):  # the kernel's train.fit then stops with a checkpoint
+        received.append(signum)
+        pid = next((m.provisioner.pid for m in managers if m.provisioner is not None), None)
+        if len(received) > 1 or pid is None:  # a second signal stops waiting for it
+            raise KeyboardInterrupt(f"signal {signum}")
+        os.kill(pid, signal.SIGINT)
+
     try:
         import papermill
 
         from gentools._compat import ipc_kernel_manager
 
         try:
-            with _signals_interrupt_the_kernel(received, managers):
+            with signals.handled(interrupt):
                 papermill.execute_notebook(
                     str(source), str(executed), parameters=injected, cwd=str(source.parent),
                     kernel_name=kernel_name, progress_bar=progress, log_output=False,
@@ -247,30 +254,6 @@ def _attempt(source: Path, run_dir: Path, manifest: dict, kernel_name: str, prog
     attempt["status"] = manifest["status"] = "completed"
     _finish(manifest, attempt, run_dir, clock)
     return run_dir
-
-
-@contextmanager
-def _signals_interrupt_the_kernel(received: list[int], managers: list):
-    """While a notebook runs, SIGTERM and SIGINT interrupt its kernel (training then saves
-    a checkpoint and stops, see ``train.fit``); a second signal stops waiting for it.
-    Handlers can only be set in the main thread: in a Dask worker signals keep their way."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
-
-    def interrupt(signum, frame):
-        received.append(signum)
-        pid = next((m.provisioner.pid for m in managers if m.provisioner is not None), None)
-        if len(received) > 1 or pid is None:
-            raise KeyboardInterrupt(f"signal {signum}")
-        os.kill(pid, signal.SIGINT)
-
-    previous = {s: signal.signal(s, interrupt) for s in (signal.SIGTERM, signal.SIGINT)}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
 
 
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"

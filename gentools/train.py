@@ -16,8 +16,6 @@ import contextlib
 import functools
 import math
 import os
-import signal
-import threading
 import time
 import types
 from collections.abc import Mapping
@@ -29,7 +27,7 @@ import torch
 from torch.utils.data import Dataset, TensorDataset, default_collate
 from tqdm.auto import tqdm
 
-from gentools import checkpoint, repro
+from gentools import checkpoint, repro, signals
 
 CHECKPOINT = "checkpoint.safetensors"
 
@@ -95,26 +93,17 @@ class _NonFinite(Exception):
     pass
 
 
-@contextlib.contextmanager
 def _signals_end_the_step(received: list[int]):
     """While training, SIGINT (a kernel interrupt) and SIGTERM (a scheduler's notice before
     it kills the job) are noted in ``received`` so the loop can stop after the current step
-    with a checkpoint; a second signal interrupts at once. Only in the main thread."""
-    if threading.current_thread() is not threading.main_thread():
-        yield
-        return
+    with a checkpoint; a second signal interrupts at once."""
 
     def note(signum, frame):
         if received:
             raise KeyboardInterrupt(f"signal {signum} received twice")
         received.append(signum)
 
-    previous = {s: signal.signal(s, note) for s in (signal.SIGINT, signal.SIGTERM)}
-    try:
-        yield
-    finally:
-        for s, handler in previous.items():
-            signal.signal(s, handler)
+    return signals.handled(note)
 
 
 class Callback:
@@ -255,10 +244,10 @@ def fit(model, data, cfg: TrainConfig, callbacks: list | tuple = ()) -> State:
     model.train()
     t0 = time.perf_counter() - state.elapsed
     saved_at = state.elapsed  # training seconds at the last checkpoint
-    signals: list[int] = []  # SIGINT / SIGTERM received while training
+    received: list[int] = []  # SIGINT / SIGTERM received while training
     try:
-        with _signals_end_the_step(signals):
-            while state.step < cfg.steps and not state.stop and not signals:
+        with _signals_end_the_step(received):
+            while state.step < cfg.steps and not state.stop and not received:
                 for opt in state.optimizers.values():
                     for group in opt.param_groups:
                         group["lr"] = group["peak_lr"] * lr_factor(state.step, cfg)
@@ -294,11 +283,11 @@ def fit(model, data, cfg: TrainConfig, callbacks: list | tuple = ()) -> State:
         ) from None
     finally:
         bar.close()
-    if signals:  # interrupted: keep this step's state for a resume, and stop the caller too
+    if received:  # interrupted: keep this step's state for a resume, and stop the caller too
         if ckpt:
             _save(state, ckpt)
         where = f"; checkpoint at {ckpt}" if ckpt else " (no out_dir, so no checkpoint)"
-        raise KeyboardInterrupt(f"training interrupted by signal {signals[0]} after step "
+        raise KeyboardInterrupt(f"training interrupted by signal {received[0]} after step "
                                 f"{state.step}{where}")
     if state.history and state.history[-1]["split"] != "val":
         run_eval()  # stopped early: evaluate where we are

@@ -24,10 +24,13 @@ attends to everything cached so far; the caller advances `cache.length` after th
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from gentools.models.base import GenerativeModel
 
 
 class KVCache:
@@ -164,6 +167,50 @@ class Block(nn.Module):
                   attn_mask: torch.Tensor | None = None) -> torch.Tensor:
         """This block's attention weights for input x (B, T, C): (B, nh, T, T)."""
         return self.attn.weights(self.ln_1(x), causal, attn_mask)
+
+
+@dataclass
+class TransformerConfig:
+    vocab_size: int = 128  # tokens in the vocabulary (the tokenizer's vocab_size)
+    block_size: int = 64  # longest input, and the number of learned positions
+    n_layer: int = 4  # Transformer blocks
+    n_head: int = 4  # attention heads per block
+    n_embd: int = 128  # width of the residual stream
+    dropout: float = 0.0  # dropout on attention weights and residual branches
+    bias: bool = False  # biases in Linear and LayerNorm (False: nanoGPT's faster choice)
+    beta2: float = 0.99  # AdamW beta2 (0.99 for small char-level models, as nanoGPT)
+    rope: bool = False  # rotary positions in attention instead of learned position embeddings
+
+
+class TransformerLM(GenerativeModel):
+    """The network GPT and BERT share, declared here once: token embeddings, learned position
+    embeddings (none with rotary positions), a stack of pre-LN blocks, a final LayerNorm and a
+    head tied to the token embedding (Press & Wolf 2017). The subclasses run the blocks
+    causally (GPT) or in both directions (BERT) and add the objective and the sampler."""
+
+    def __init__(self, config: TransformerConfig):
+        super().__init__(config)
+        c = config
+        self.tok_emb = nn.Embedding(c.vocab_size, c.n_embd)  # token -> vector
+        self.pos_emb = None if c.rope else nn.Embedding(c.block_size, c.n_embd)  # learned
+        self.drop = nn.Dropout(c.dropout)
+        self.blocks = nn.ModuleList(
+            Block(c.n_embd, c.n_head, c.dropout, c.bias, c.rope) for _ in range(c.n_layer))
+        self.ln_f = nn.LayerNorm(c.n_embd, bias=c.bias)  # final norm
+        self.head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
+        init_weights(self, c.n_layer)
+        self.head.weight = self.tok_emb.weight  # tied: logits = h E^T
+
+    def configure_optimizers(self, lr: float, weight_decay: float):
+        return {"main": adamw(self, lr, weight_decay, (0.9, self.config.beta2))}
+
+    def embed(self, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
+        """Token embeddings of idx (B, T), plus the learned ones of positions start..start+T-1
+        (with rotary positions, the attention turns queries and keys instead)."""
+        h = self.tok_emb(idx)  # (B, T, C)
+        if self.pos_emb is not None:
+            h = h + self.pos_emb(torch.arange(start, start + idx.shape[1], device=idx.device))
+        return self.drop(h)
 
 
 def init_weights(model: nn.Module, n_layer: int) -> None:

@@ -14,10 +14,10 @@ from gentools.train import TrainConfig, fit, load_model
 V = 40
 
 
-@pytest.fixture
-def model():
+@pytest.fixture(params=[False, True], ids=["learned-positions", "rotary-positions"])
+def model(request):
     torch.manual_seed(0)
-    return GPT.from_size("tiny", vocab_size=V, block_size=16).eval()
+    return GPT.from_size("tiny", vocab_size=V, block_size=16, rope=request.param).eval()
 
 
 def test_kv_cached_logits_equal_the_full_forward_pass(model):

@@ -36,30 +36,20 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from gentools.models.base import GenerativeModel
-from gentools.transformer import Block, adamw, init_weights
+from gentools.transformer import TransformerConfig, TransformerLM
 
 
 @dataclass
-class BERTConfig:
-    vocab_size: int = 128  # tokens in the vocabulary (the tokenizer's vocab_size)
+class BERTConfig(TransformerConfig):  # vocab_size, block_size, n_layer, ... rope (transformer.py)
     block_size: int = 128  # longest input, and the number of learned positions
-    n_layer: int = 4  # Transformer blocks
-    n_head: int = 4  # attention heads per block
-    n_embd: int = 128  # width of the residual stream
-    dropout: float = 0.0  # dropout on attention weights and residual branches
-    bias: bool = False  # biases in Linear and LayerNorm
-    beta2: float = 0.99  # AdamW beta2
-    rope: bool = False  # rotary positions in attention instead of learned position embeddings
     mask_prob: float = 0.15  # fraction of tokens chosen for prediction
     n_special: int = 3  # ids below this are special ([PAD]=0, [UNK]=1, [MASK]=2)
     pad_id: int = 0  # the padding token: attended to by nobody
     mask_id: int = 2  # the [MASK] token
 
 
-class BERT(GenerativeModel):
+class BERT(TransformerLM):
     Config = BERTConfig
     sizes = {
         "tiny": dict(block_size=32, n_layer=2, n_head=2, n_embd=32, rope=True),
@@ -67,30 +57,7 @@ class BERT(GenerativeModel):
         "gpu": dict(block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.1, rope=True),
     }
 
-    def __init__(self, config: BERTConfig):
-        super().__init__(config)
-        c = config
-        self.tok_emb = nn.Embedding(c.vocab_size, c.n_embd)  # token -> vector
-        # learned absolute positions, or none: rotary positions live in the attention
-        self.pos_emb = None if c.rope else nn.Embedding(c.block_size, c.n_embd)
-        self.drop = nn.Dropout(c.dropout)
-        self.blocks = nn.ModuleList(
-            Block(c.n_embd, c.n_head, c.dropout, c.bias, c.rope) for _ in range(c.n_layer))
-        self.ln_f = nn.LayerNorm(c.n_embd, bias=c.bias)  # final norm
-        self.head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
-        init_weights(self, c.n_layer)
-        self.head.weight = self.tok_emb.weight  # tied: logits = h E^T
-
-    def configure_optimizers(self, lr: float, weight_decay: float):
-        return {"main": adamw(self, lr, weight_decay, (0.9, self.config.beta2))}
-
-    # --- the network ----------------------------------------------------------------------
-    def embed(self, idx: torch.Tensor) -> torch.Tensor:
-        if self.pos_emb is None:  # rotary positions live in the attention
-            return self.drop(self.tok_emb(idx))  # (B, T, C)
-        pos = torch.arange(idx.shape[1], device=idx.device)  # (T,)
-        return self.drop(self.tok_emb(idx) + self.pos_emb(pos))  # (B, T, C)
-
+    # --- the network: the shared modules of transformer.TransformerLM, in both directions ---
     def key_mask(self, idx: torch.Tensor) -> torch.Tensor | None:
         """(B, 1, 1, T) True where a key may be attended to (not [PAD]); None without padding."""
         keep = idx != self.config.pad_id

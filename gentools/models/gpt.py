@@ -28,27 +28,17 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
-from torch import nn
 
-from gentools.models.base import GenerativeModel
-from gentools.transformer import Block, KVCache, adamw, init_weights
+from gentools.transformer import KVCache, TransformerConfig, TransformerLM
 
 
 @dataclass
-class GPTConfig:
-    vocab_size: int = 128  # tokens in the vocabulary (the tokenizer's vocab_size)
-    block_size: int = 64  # longest context, and the number of learned positions
-    n_layer: int = 4  # Transformer blocks
-    n_head: int = 4  # attention heads per block
-    n_embd: int = 128  # width of the residual stream
-    dropout: float = 0.0  # dropout on attention weights and residual branches
-    bias: bool = False  # biases in Linear and LayerNorm (False: nanoGPT's faster choice)
-    beta2: float = 0.99  # AdamW beta2 (0.99 for small char-level models, as nanoGPT)
+class GPTConfig(TransformerConfig):  # vocab_size, block_size, n_layer, ... rope (transformer.py)
     start_token: int = 0  # the token that starts an unprompted sample
     never_sample: tuple[int, ...] = (0, 2)  # ids generation never emits ([PAD], [MASK])
 
 
-class GPT(GenerativeModel):
+class GPT(TransformerLM):
     Config = GPTConfig
     sizes = {
         "tiny": dict(block_size=32, n_layer=2, n_head=2, n_embd=32),
@@ -56,28 +46,7 @@ class GPT(GenerativeModel):
         "gpu": dict(block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2),
     }
 
-    def __init__(self, config: GPTConfig):
-        super().__init__(config)
-        c = config
-        self.tok_emb = nn.Embedding(c.vocab_size, c.n_embd)  # token -> vector
-        self.pos_emb = nn.Embedding(c.block_size, c.n_embd)  # learned absolute positions
-        self.drop = nn.Dropout(c.dropout)
-        self.blocks = nn.ModuleList(
-            Block(c.n_embd, c.n_head, c.dropout, c.bias) for _ in range(c.n_layer))
-        self.ln_f = nn.LayerNorm(c.n_embd, bias=c.bias)  # final norm
-        self.head = nn.Linear(c.n_embd, c.vocab_size, bias=False)
-        init_weights(self, c.n_layer)
-        self.head.weight = self.tok_emb.weight  # tied: logits = h E^T
-
-    def configure_optimizers(self, lr: float, weight_decay: float):
-        return {"main": adamw(self, lr, weight_decay, (0.9, self.config.beta2))}
-
-    # --- the network ----------------------------------------------------------------------
-    def embed(self, idx: torch.Tensor, start: int = 0) -> torch.Tensor:
-        """Token plus position embeddings of idx (B, T) at positions start..start+T-1."""
-        pos = torch.arange(start, start + idx.shape[1], device=idx.device)  # (T,)
-        return self.drop(self.tok_emb(idx) + self.pos_emb(pos))  # (B, T, C)
-
+    # --- the network: the shared modules of transformer.TransformerLM, run causally ---------
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """Next-token logits (B, T, V) for idx (B, T); with a cache, idx continues it."""
         start = cache.length if cache is not None else 0
