@@ -56,6 +56,12 @@ class GANConfig:
     gp_weight: float = 10.0  # lambda on the gradient penalty (wgan-gp only)
     minibatch_std: bool = True  # D sees the batch's feature spread (Karras et al. 2018)
 
+    def __post_init__(self) -> None:
+        if self.loss not in ("nonsaturating", "wgan-gp"):
+            raise ValueError(f"unknown loss {self.loss!r}: use nonsaturating or wgan-gp")
+        if self.shape[1] % 4 or self.shape[2] % 4:
+            raise ValueError(f"image height and width must be divisible by 4, got {self.shape}")
+
 
 class Generator(nn.Module):
     """(B, d) codes (+ (B, d) class embeddings) -> (B, C, H, W) images in [0, 1]."""
@@ -143,14 +149,9 @@ class GAN(GenerativeModel):
     }
 
     def __init__(self, config: GANConfig):
-        super().__init__(config)
-        c = config
-        if c.loss not in ("nonsaturating", "wgan-gp"):
-            raise ValueError(f"unknown loss {c.loss!r}: use nonsaturating or wgan-gp")
-        if c.shape[1] % 4 or c.shape[2] % 4:
-            raise ValueError(f"image height and width must be divisible by 4, got {c.shape}")
-        self.generator = Generator(c)
-        self.discriminator = Discriminator(c)
+        super().__init__(config)  # GANConfig checked the loss and the image shape
+        self.generator = Generator(config)
+        self.discriminator = Discriminator(config)
 
     def configure_optimizers(self, lr: float, weight_decay: float) -> dict:
         """Adam for each player: betas (0.5, 0.999) as in DCGAN, (0.0, 0.9) for WGAN-GP."""

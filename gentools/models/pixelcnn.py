@@ -176,15 +176,9 @@ class PixelCNN(GenerativeModel):
         return {"loss": nll, "nll": nll, "bpd": nll / (self.dims * math.log(2))}
 
     @torch.no_grad()
-    def sample(
-        self,
-        n: int,
-        generator: torch.Generator | None = None,
-        temperature: float = 1.0,
-        labels: torch.Tensor | None = None,
-        x: torch.Tensor | None = None,
-        rows_kept: int = 0,
-    ) -> torch.Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0,
+               labels: torch.Tensor | None = None, x: torch.Tensor | None = None,
+               rows_kept: int = 0) -> torch.Tensor:
         """n images (n, C, H, W) in [0, 1], drawn pixel by pixel in raster order.
 
         temperature: the logits are divided by it (0: the most likely level, greedily).

@@ -41,6 +41,13 @@ class VAEConfig:
     channels: int = 16  # channels of the first conv stage (the second has twice as many)
     beta: float = 1.0  # weight on the KL term (1 = the true ELBO)
 
+    def __post_init__(self) -> None:
+        if self.decoder not in ("categorical", "gaussian", "bernoulli"):
+            raise ValueError(f"unknown decoder {self.decoder!r}: use categorical, gaussian or "
+                             "bernoulli")
+        if self.shape[1] % 4 or self.shape[2] % 4:
+            raise ValueError(f"image height and width must be divisible by 4, got {self.shape}")
+
 
 def conv_encoder(c_in: int, h: int, hw: tuple[int, int], n_out: int) -> nn.Sequential:
     """(B, C, H, W) -> (B, n_out): two stride-2 convolutions, then a linear layer."""
@@ -79,16 +86,10 @@ class VAE(GenerativeModel):
     }
 
     def __init__(self, config: VAEConfig):
-        super().__init__(config)
+        super().__init__(config)  # VAEConfig checked the decoder and the image shape
         c = config
-        if c.decoder not in ("categorical", "gaussian", "bernoulli"):
-            raise ValueError(
-                f"unknown decoder {c.decoder!r}: use categorical, gaussian or bernoulli"
-            )
         self.dims = math.prod(c.shape)  # D = C * H * W
         out_per_pixel = {"categorical": c.levels, "gaussian": 2, "bernoulli": 1}[c.decoder]
-        if c.shape[1] % 4 or c.shape[2] % 4:
-            raise ValueError(f"image height and width must be divisible by 4, got {c.shape}")
         hw = c.shape[1:]
         self.encoder = conv_encoder(c.shape[0], c.channels, hw, 2 * c.latent_dim)
         self.decoder = conv_decoder(c.latent_dim, c.channels, hw, c.shape[0] * out_per_pixel)
@@ -183,13 +184,8 @@ class VAE(GenerativeModel):
         return -(torch.logsumexp(torch.cat(log_w), dim=0) - math.log(k))
 
     @torch.no_grad()
-    def sample(
-        self,
-        n: int,
-        generator: torch.Generator | None = None,
-        temperature: float = 1.0,
-        mean: bool = False,
-    ) -> torch.Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None, temperature: float = 1.0,
+               mean: bool = False) -> torch.Tensor:
         """n images (n, C, H, W) in [0, 1]; `mean=True` shows the decoder mean instead of a draw."""
         device = next(self.parameters()).device
         z = torch.randn(n, self.config.latent_dim, generator=generator).to(device) * temperature
