@@ -13,7 +13,6 @@ from gentools.data import load_images
 from gentools.metrics import digits_classifier
 from gentools.params import find_notebook
 from gentools.train import load_model
-from gentools.widgets import compare as compare_pictures
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -53,27 +52,6 @@ def test_table_shows_mean_and_std_over_seeds_per_family():
     assert "| – | – |" in gan_row and "| 29.00 ± 0.00 |" in gan_row
     flat = compare.flat_metrics(summary)
     assert flat["vae_nll_mean"] == 87.0 and "gan_nll_mean" not in flat
-
-
-def test_quality_chart_switches_the_measure_and_hides_missing_numbers():
-    vae, gan = compare.family("vae"), compare.family("GAN")
-    results = [fake_result(vae, s, nll, 30.0 + s) for s, nll in enumerate((86.0, 87.0, 88.0))]
-    results += [fake_result(gan, s, math.nan, 29.0) for s in range(3)]
-    summary = compare.summarise(results)
-    static = compare_pictures.quality_vs_time(summary)
-    assert [t.y for t in static.data] == [(31.0,), (29.0,)]
-    assert [t.x for t in static.data] == [(1.0,), (1.0,)]  # train_seconds: the seeds 0, 1, 2
-    chart = compare_pictures.QualityChart(summary)
-    assert chart.measure.value == "bits/dim"
-    vae_trace, gan_trace = chart.fig.data
-    assert vae_trace.y == (87.0,) and vae_trace.error_y.array == (1.0,) and vae_trace.visible
-    assert gan_trace.y == (None,) and gan_trace.visible is False
-    chart.measure.value = "Fréchet distance"  # what a click on the button does
-    assert [t.y for t in chart.fig.data] == [(31.0,), (29.0,)]
-    assert chart.fig.data[1].visible is True
-    assert "Fréchet" in chart.fig.layout.yaxis.title.text
-    with pytest.raises(ValueError, match="unknown quality measure"):
-        compare_pictures.quality_vs_time(summary, "sharpness")
 
 
 def test_seeds_must_agree_on_the_parameter_count():
