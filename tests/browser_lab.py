@@ -86,6 +86,10 @@ def wait_gone(pids, timeout: float) -> list[int]:
     return left
 
 
+class PortTaken(RuntimeError):
+    """The server stopped at start because another process listens on its port."""
+
+
 class Lab:
     """One JupyterLab server whose every file lives under `folder`; `root` is what it serves."""
 
@@ -130,7 +134,17 @@ class Lab:
             body = resp.read()
         return json.loads(body) if body else None
 
-    def start(self, timeout: float = 90.0) -> None:
+    def start(self, timeout: float = 90.0, tries: int = 3) -> None:
+        """Start the server on a free port; again on another one if a process that started
+        meanwhile (a kernel, a Dask worker of a parallel test) took that port first."""
+        for attempt in range(1, tries + 1):
+            try:
+                return self._start(timeout)
+            except PortTaken:
+                if attempt == tries:
+                    raise
+
+    def _start(self, timeout: float) -> None:
         self.port = free_port()
         cmd = [
             sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1",
@@ -151,7 +165,8 @@ class Lab:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"JupyterLab exited with {self.proc.returncode}:\n{self.tail()}")
+                error = PortTaken if "already in use" in self.tail() else RuntimeError
+                raise error(f"JupyterLab exited with {self.proc.returncode}:\n{self.tail()}")
             try:
                 self.api("GET", "/api/status", timeout=2)
                 return

@@ -4,6 +4,11 @@ The notebook tests run each notebook at its `tiny` test parameters (stored in th
 notebook's metadata, `gentools.test_parameters`), injected after the parameters cell
 the way papermill injects them. The checked outputs (`# NBVAL_CHECK_OUTPUT`) do not
 depend on the size, so nbval compares them with what the stored notebook holds.
+
+Each notebook runs twice: once cell by cell under nbval, and once as a papermill job
+(`jobs.run`). The nbval test checks the first; the reproducibility test checks that the
+second ends with the first one's metrics, value for value. A notebook's tests run in one
+xdist worker (tests/conftest.py), which keeps the nbval run for both.
 """
 
 import json
@@ -21,14 +26,30 @@ from papermill.parameterize import parameterize_notebook
 from gentools import jobs
 from gentools.params import notebook_parameters, tiny_parameters, validate
 
-NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"))
+# compare.ipynb first: it runs six notebooks, so its runs take longest and start first
+NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"),
+                   key=lambda p: (p.stem != "compare", p.stem))
 CHECK = "# NBVAL_CHECK_OUTPUT"
-
 
 
 @pytest.fixture(params=NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def notebook(request):
     return request.param
+
+
+@pytest.fixture(scope="module")
+def nbval_runs(tmp_path_factory):
+    """`run(notebook)`: its execution under nbval, made the first time a test asks for it:
+    (the run's out_dir, the completed pytest --nbval-lax process)."""
+    done = {}
+
+    def run(notebook: Path) -> tuple[Path, subprocess.CompletedProcess]:
+        if notebook not in done:
+            folder = tmp_path_factory.mktemp(f"nbval-{notebook.stem}")
+            done[notebook] = folder / "run", run_nbval(notebook, folder)
+        return done[notebook]
+
+    return run
 
 
 def test_there_are_notebooks():
@@ -77,28 +98,45 @@ def run_nbval(notebook: Path, tmp_path: Path) -> subprocess.CompletedProcess:
     )
 
 
-@pytest.mark.slow
-def test_notebook_under_nbval(notebook, tmp_path):
-    result = run_nbval(notebook, tmp_path)
+def nbval_passed(result: subprocess.CompletedProcess) -> None:
     assert result.returncode == 0, result.stdout[-4000:] + result.stderr[-2000:]
     assert " passed" in result.stdout and "failed" not in result.stdout
-    assert json.loads((tmp_path / "run" / "metrics.json").read_text())
 
 
 @pytest.mark.slow
-def test_papermill_runs_are_reproducible(notebook, tmp_path):
+def test_notebook_under_nbval(notebook, nbval_runs):
+    out_dir, result = nbval_runs(notebook)
+    nbval_passed(result)
+    assert json.loads((out_dir / "metrics.json").read_text())
+
+
+@pytest.mark.slow
+def test_papermill_runs_are_reproducible(notebook, nbval_runs, tmp_path):
+    """A papermill job ends with the metrics of the nbval run at the same parameters.
+
+    compare.ipynb's job points `runs_dir` at the model runs its nbval run trained, so it
+    reuses all of them: its table from reused runs must equal the one from fresh runs (that
+    each of those notebooks reproduces its own runs is checked by its own pair of tests).
+    """
     params = tiny_parameters(notebook)
-    runs = [jobs.run(notebook.stem, params, out=tmp_path, progress=False) for _ in range(2)]
-    assert runs[0] != runs[1]
-    metrics = [json.loads((r / "metrics.json").read_text()) for r in runs]
+    out_dir, result = nbval_runs(notebook)
+    nbval_passed(result)
+    if "runs_dir" in params:
+        params["runs_dir"] = str(out_dir / "runs")
+        trained = sorted((out_dir / "runs").rglob("manifest.json"))
+        assert len(trained) >= 5  # vae, gan, pixelcnn, flow, diffusion (+ flow matching)
+    job = jobs.run(notebook.stem, params, out=tmp_path, progress=False)
+    if "runs_dir" in params:
+        assert sorted((out_dir / "runs").rglob("manifest.json")) == trained  # none made
+    metrics = [json.loads((r / "metrics.json").read_text()) for r in (out_dir, job)]
     timing = {k for k in metrics[0] if "seconds" in k}
     assert {k: v for k, v in metrics[0].items() if k not in timing} == {
         k: v for k, v in metrics[1].items() if k not in timing
     }
-    manifest = json.loads((runs[0] / "manifest.json").read_text())
+    manifest = json.loads((job / "manifest.json").read_text())
     assert manifest["status"] == "completed"
-    assert (runs[0] / "checkpoint.safetensors").is_file()
-    assert (runs[0] / f"{notebook.stem}.ipynb").stat().st_size < 1_000_000
+    assert (job / "checkpoint.safetensors").is_file()
+    assert (job / f"{notebook.stem}.ipynb").stat().st_size < 1_000_000
 
 
 @pytest.mark.slow
