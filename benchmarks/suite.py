@@ -67,8 +67,9 @@ BENCHMARKS = [
               "300 steps each in alternating blocks of 10 in one process (ratio target >= 2x), "
               "then one `gentools run pixelcnn` at default parameters (target <= 82 nats)."),
     Benchmark("wavenet", "Speed", "WaveNet generation and default job", ("benchmarks/wavenet.py",),
-              "Fast (cached queues) against naive generation, alternated in one process, median "
-              "of 5 rates each, then one `gentools run wavenet` (targets: >= 50x, <= 120 s, "
+              "Fast (numpy) against reference (torch) cached sampling, both with per-layer "
+              "queues, alternated in one process, median of 5 rates each, for 1 and 48 clips; "
+              "then one `gentools run wavenet` (targets: the same codes from both, <= 120 s, "
               ">= 90% of notes within a semitone of the pitch asked for; test bits/sample "
               "beside the uniform, histogram and noise-floor baselines)."),
     Benchmark("gpt_kv", "Speed", "GPT generation with and without the KV cache",

@@ -1,18 +1,18 @@
-"""WaveNet: fast (cached queues) against naive generation, and the default job end to end.
+"""WaveNet: the fast (numpy) sampler against the reference (torch) one, and the default job.
 
-1. Generation speed at the default size (receptive field 1025), one clip, in the same run:
-   both samplers generate `R + K` samples and we time the last K, where the naive one's
-   window is full (it re-runs the network over the receptive field for every sample) and the
-   fast one is in its steady state. The two alternate `--repeats` times and the median rate
-   of each is kept. Reported in samples/s, with the ratio, and whether the two drew the same
+1. Generation speed at the default size (receptive field 1025), in the same run: both
+   samplers keep per-layer queues; they generate `R + K` samples and we time the last K, in
+   the steady state. The two alternate `--repeats` times and the median rate of each is
+   kept, for one clip (the interactive widget) and for 48 clips at once (the notebook's pitch
+   check). Reported in samples/s per clip, with the ratio, and whether the two drew the same
    codes from the same generator seed.
 2. `gentools run wavenet` with its default parameters (papermill, into a temporary folder;
-   4 kHz, the pitch sinusoids as local conditioning, temperature 0.5): wall time and the
+   4 kHz, the pitch sinusoids as local conditioning, temperature 0.2): wall time and the
    metrics: test bits/sample beside uniform, histogram and noise floor, the share of
    generated notes within a semitone of their conditioning pitch with the median error, and
    the envelope (RMS of the last quarter over the first) of generated against real notes.
 
-    python benchmarks/wavenet.py [--steps-after-rf 200] [--repeats 5] [--no-job]
+    python benchmarks/wavenet.py [--steps-after-rf 200] [--repeats 5] [--clips 1 48] [--no-job]
 
 Timings on a shared CPU are disturbed by other processes: compare numbers from one quiet run.
 """
@@ -31,16 +31,16 @@ from gentools import jobs, repro
 from gentools.models.wavenet import WaveNet
 
 
-def generation_rate(model: WaveNet, fast: bool, k: int) -> tuple[float, torch.Tensor]:
-    """Samples/s over the last k of R + k generated samples, and the codes."""
+def generation_rate(model: WaveNet, sampler: str, n: int, k: int) -> tuple[float, torch.Tensor]:
+    """Steps/s over the last k of R + k generated samples of n clips, and the codes."""
     rf, stamps = model.receptive_field, {}
 
     def progress(step: int, total: int) -> None:
         if step in (rf, rf + k):
             stamps[step] = time.perf_counter()
 
-    codes = model.sample(1, rf + k, 0, 12, generator=torch.Generator().manual_seed(0),
-                         fast=fast, progress=progress)
+    codes = model.sample(n, torch.Generator().manual_seed(0), length=rf + k, instrument=0,
+                         pitch=12, sampler=sampler, progress=progress)
     return k / (stamps[rf + k] - stamps[rf]), codes
 
 
@@ -48,25 +48,26 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--steps-after-rf", type=int, default=200)
     ap.add_argument("--repeats", type=int, default=5)
+    ap.add_argument("--clips", type=int, nargs="+", default=[1, 48], help="clips per call")
     ap.add_argument("--no-job", action="store_true", help="skip the default notebook run")
     args = ap.parse_args()
     threads = repro.set_threads()
     torch.manual_seed(0)
     model = WaveNet.from_size("default").eval()
-    rates = {True: [], False: []}
-    for _ in range(args.repeats):
-        rate, fast_codes = generation_rate(model, True, args.steps_after_rf)
-        rates[True].append(rate)
-        rate, naive_codes = generation_rate(model, False, args.steps_after_rf)
-        rates[False].append(rate)
-    fast, naive = statistics.median(rates[True]), statistics.median(rates[False])
     print(f"WaveNet default size, receptive field {model.receptive_field}, {threads} thread(s),"
-          f" one clip, {args.steps_after_rf} samples timed after the receptive field,"
+          f" {args.steps_after_rf} samples timed after the receptive field,"
           f" median of {args.repeats}, alternated:\n")
-    print("| fast (queues) | naive (full pass over R) | speed-up | same codes |")
-    print("| --- | --- | --- | --- |")
-    print(f"| {fast:.0f} samples/s | {naive:.1f} samples/s | {fast / naive:.0f}x |"
-          f" {torch.equal(fast_codes, naive_codes)} |")
+    print("| clips | fast (numpy) | reference (torch) | speed-up | same codes |")
+    print("| --- | --- | --- | --- | --- |")
+    for n in args.clips:
+        rates, codes = {"fast": [], "reference": []}, {}
+        for _ in range(args.repeats):
+            for sampler in rates:
+                rate, codes[sampler] = generation_rate(model, sampler, n, args.steps_after_rf)
+                rates[sampler].append(rate)
+        fast, ref = (statistics.median(rates[s]) for s in ("fast", "reference"))
+        print(f"| {n} | {fast:.0f} samples/s | {ref:.0f} samples/s | {fast / ref:.1f}x |"
+              f" {torch.equal(codes['fast'], codes['reference'])} |")
     if args.no_job:
         return
     with tempfile.TemporaryDirectory() as out:

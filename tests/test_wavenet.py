@@ -1,4 +1,5 @@
-"""WaveNet: causality and receptive field from gradients, fast equals naive generation, smoke."""
+"""WaveNet: causality and receptive field from gradients, cached generation against the full
+forward pass, fast equals reference sampling, smoke."""
 
 import math
 
@@ -39,27 +40,44 @@ def test_causality_and_receptive_field_from_gradients(tiny):
         assert seen == list(range(max(0, t - R), t)), (t, seen)
 
 
-def test_fast_generation_equals_naive_generation(tiny):
-    """Same generator seed, same codes: past the receptive field (32), so the queues wrap."""
+@pytest.mark.parametrize("harmonics", [2, 0])
+def test_reference_steps_equal_the_teacher_forced_pass_and_fast_draws_the_same_codes(harmonics):
+    """Drive the reference sampler by hand past the receptive field (32), so every queue wraps:
+    its per-step logits equal the full forward pass on the codes it drew, `sample` draws the
+    same codes from the same seed with either sampler, and the fast logits match to rounding."""
+    torch.manual_seed(0)
+    model = WaveNet.from_size("tiny", harmonics=harmonics).double().eval()
+    n, T, temp = 3, 70, 0.7
+    inst, pit = torch.tensor([2, 0, 1]), torch.tensor([0, 5, 24])
+    u = torch.rand(T, n, generator=torch.Generator().manual_seed(7), dtype=torch.float64)
+    codes, steps = torch.zeros(n, T, dtype=torch.int64), []
+    for t, logits in enumerate(model.reference_steps(codes, inst, pit)):
+        steps.append(logits)
+        codes[:, t] = torch.from_numpy(draw(logits, u[t], temp))
+    with torch.no_grad():
+        full = model(codes, inst, pit)  # (n, levels, T), phase level 0 as in generation
+    assert torch.allclose(torch.stack(steps, 2), full, rtol=0, atol=1e-10)
+    fast_logits = torch.from_numpy(np.stack(list(model.fast_steps(codes, inst, pit)), 2))
+    assert torch.allclose(fast_logits, full, rtol=0, atol=1e-10)
     g = lambda: torch.Generator().manual_seed(7)
-    pitch = torch.tensor([0, 5, 24])
-    fast = tiny.sample(3, 70, 2, pitch, temperature=0.9, generator=g(), fast=True)
-    naive = tiny.sample(3, 70, 2, pitch, temperature=0.9, generator=g(), fast=False)
-    assert fast.shape == (3, 70) and fast.dtype == torch.int64
-    assert torch.equal(fast, naive)
-    seed8 = torch.Generator().manual_seed(8)
-    other = tiny.sample(3, 70, 2, pitch, temperature=0.9, generator=seed8)
-    assert not torch.equal(fast, other)
+    for sampler in ("reference", "fast"):
+        drawn = model.sample(n, g(), length=T, instrument=inst, pitch=pit, temperature=temp,
+                             sampler=sampler)
+        assert drawn.dtype == torch.int64 and torch.equal(drawn, codes), sampler
+    other = model.sample(n, torch.Generator().manual_seed(8), length=T, instrument=inst,
+                         pitch=pit, temperature=temp)
+    assert not torch.equal(other, codes)
 
 
-def test_fast_generation_equals_naive_in_float32_for_a_trained_like_model():
+def test_fast_and_reference_draw_the_same_codes_in_float32():
     """float32 (the default dtype): the logits differ by rounding only, draws still agree."""
     torch.manual_seed(1)
     model = WaveNet.from_size("tiny", stacks=1, cycle=5).eval()
     g = lambda: torch.Generator().manual_seed(3)
-    fast = model.sample(2, 50, 0, 3, generator=g())
-    naive = model.sample(2, 50, 0, 3, generator=g(), fast=False)
-    assert torch.equal(fast, naive)
+    kw = dict(length=50, instrument=0, pitch=3, temperature=1.3)
+    fast = model.sample(2, g(), **kw)
+    reference = model.sample(2, g(), sampler="reference", **kw)
+    assert torch.equal(fast, reference)
 
 
 def test_draw_is_the_inverse_cdf():
@@ -96,11 +114,14 @@ def test_tiny_train_and_sample_smoke():
     assert set(state.val) == {"loss", "bps"} and all(math.isfinite(v) for v in state.val.values())
     assert state.history[0]["bps"] == pytest.approx(8.0, abs=0.5)  # untrained: near uniform
     calls = []
-    codes = model.eval().sample(2, 30, 1, 4, progress=lambda s, n: calls.append((s, n)))
+    progress = lambda s, n: calls.append((s, n))
+    codes = model.eval().sample(2, length=30, instrument=1, pitch=4, progress=progress)
     assert codes.shape == (2, 30) and 0 <= codes.min() and codes.max() <= 255
     assert calls[0] == (1, 30) and calls[-1] == (30, 30) and len(calls) == 30
+    plain = model.sample(2, generator=torch.Generator().manual_seed(0))  # the base contract
+    assert plain.shape == (2, model.receptive_field)
     with pytest.raises(ValueError, match="temperature"):
-        model.sample(1, 5, 0, 0, temperature=0)
+        model.sample(1, length=5, temperature=0)
 
 
 def test_clip_phase_finds_the_phase_of_the_note_and_the_sinusoids_follow_it():

@@ -221,9 +221,9 @@ class WaveNet(GenerativeModel):
         sampler: str = "fast",
         progress: Callable[[int, int], None] | None = None,
     ) -> torch.Tensor:
-        """n clips of `length` codes (default: the receptive field) (n, length) int64 on the
-        CPU, conditioned on instrument and pitch (ints or (n,) indices); the pitch sinusoids
-        start at phase 0. sampler: "fast" (numpy) or "reference" (torch), the same draws.
+        """n clips of `length` codes (None: one receptive field): (n, length) int64 on the CPU,
+        conditioned on instrument and pitch (ints or (n,) indices); the pitch sinusoids start
+        at phase 0. sampler: "fast" (numpy) or "reference" (torch), the same draws.
         progress(step, length) is called after each sample."""
         if temperature <= 0:
             raise ValueError(f"temperature must be positive, got {temperature}")
@@ -231,45 +231,48 @@ class WaveNet(GenerativeModel):
         length = length or self.receptive_field
         inst = torch.as_tensor(instrument).long().expand(n).contiguous()
         pit = torch.as_tensor(pitch).long().expand(n).contiguous()
-        codes = torch.zeros(n, length, dtype=torch.int64)
-        u = torch.rand(length, n, generator=generator, dtype=torch.float64)  # (T, n) U(0, 1)
+        codes = np.zeros((n, length), dtype=np.int64)  # numpy: cheaper per step than torch
+        u = torch.rand(length, n, generator=generator, dtype=torch.float64).numpy()  # U(0, 1)
         with threadpool_limits(torch.get_num_threads(), "blas"):  # numpy's BLAS too
             for t, logits in enumerate(steps(codes, inst, pit)):
-                codes[:, t] = torch.from_numpy(draw(logits, u[t], temperature))  # x_t
+                codes[:, t] = draw(logits, u[t], temperature)  # x_t
                 if progress is not None:
                     progress(t + 1, length)
-        return codes
+        return torch.from_numpy(codes)
 
     @torch.no_grad()
     def reference_steps(self, codes, inst, pit):
-        """Yields the logits (n, levels) of x_t for t = 0, 1, ..., reading codes[:, t] once
-        step t has been taken (the caller writes the drawn code there). Fast WaveNet in torch:
-        each layer keeps a queue of its last d inputs, so a step is one tap pair per layer."""
+        """Yields the logits (n, levels) of x_t for t = 0, 1, ..., T - 1, reading codes[:, t]
+        (codes (n, T) int, numpy or torch) once step t is taken: the caller writes the drawn
+        code there. Fast WaveNet in torch: each layer keeps a queue of its last d inputs, so a
+        step is one tap pair per layer."""
         device, (n, T) = self.embed.weight.device, codes.shape
         inst, pit = inst.to(device), pit.to(device)
-        cond = self.conditioning(inst, pit)[..., None].expand(-1, -1, -1, T)  # (n, L, 2D, T)
-        if self.config.harmonics:  # + W_l l_t, the clock at phase 0
-            local = self.local(self.sinusoids(pit, torch.zeros_like(pit), 0, T))  # (n, L 2D, T)
-            cond = cond + local.view(n, len(self.layers), -1, T)
+        cond = self.conditioning(inst, pit)[..., None]  # (n, L, 2D, 1): V c
+        if self.config.harmonics:  # the clock l_t at phase 0: (n, 2K, T)
+            clock = self.sinusoids(pit, torch.zeros_like(pit), 0, T)
         zero = self.embed.weight.new_zeros(n, self.config.residual_channels, 1)  # padding
         e2 = e1 = zero  # embedded x_{t-2}, x_{t-1}
         queues = [deque([zero] * layer.dilation, maxlen=layer.dilation) for layer in self.layers]
         for t in range(T):
-            taps = torch.cat([e2, e1], 2)  # (n, R, 2)
-            h = F.conv1d(taps, self.input.conv.weight, self.input.conv.bias)  # (n, R, 1)
-            skip = 0
+            taps = torch.cat([e2, e1], 2)  # (n, R, 2): embedded x_{t-2}, x_{t-1}
+            h = F.conv1d(taps, self.input.conv.weight, self.input.conv.bias)  # (n, R, 1): h_t
+            c_t, skip = cond, 0
+            if self.config.harmonics:  # V c + W_l l_t: (n, L, 2D, 1)
+                c_t = cond + self.local(clock[:, :, t : t + 1]).view(cond.shape)
             for i, (layer, queue) in enumerate(zip(self.layers, queues, strict=True)):
                 conv = layer.conv.conv  # kernel 2, dilation d, applied to its two taps
                 taps = torch.cat([queue[0], h], 2)  # (n, R, 2): h_{t-d}, h_t
                 queue.append(h)  # h_{t-d} leaves the queue, h_t joins it
-                z = F.conv1d(taps, conv.weight, conv.bias) + cond[:, i, :, t : t + 1]
+                z = F.conv1d(taps, conv.weight, conv.bias) + c_t[:, i]  # (n, 2D, 1)
                 f, g = z.chunk(2, dim=1)  # (n, D, 1) each: z_f, z_g
                 g = torch.tanh(f) * torch.sigmoid(g)  # tanh(z_f) sigmoid(z_g)
                 h = h + layer.res(g)  # (n, R, 1): residual
                 skip = skip + layer.skip(g)  # (n, S, 1): skip += W_s g
             logits = self.out2(F.relu(self.out1(F.relu(skip))))[:, :, 0]  # (n, levels)
             yield logits.cpu().double()
-            e2, e1 = e1, self.embed(codes[:, t].to(device))[:, :, None]  # the code drawn at t
+            x = torch.as_tensor(codes[:, t], device=device)  # (n,): the code drawn at t
+            e2, e1 = e1, self.embed(x)[:, :, None]  # (n, R, 1)
 
     @torch.no_grad()
     def fast_steps(self, codes, inst, pit):
@@ -328,7 +331,7 @@ class WaveNet(GenerativeModel):
             skip = np.concatenate(gates, 1) @ skip_w + skip_b  # (n, S): sum_i W_s,i g_i
             out = np.maximum(np.maximum(skip, 0) @ w1 + b1, 0) @ w2 + b2  # (n, levels)
             yield out.astype(np.float64)
-            x2, x1 = x1, codes[:, t].numpy()  # the code drawn at t
+            x2, x1 = x1, np.asarray(codes[:, t])  # the code drawn at t
 
 
 def draw(logits, u, temperature: float = 1.0) -> np.ndarray:
