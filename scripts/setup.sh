@@ -8,8 +8,7 @@ TORCH_VERSION=${TORCH_VERSION:-2.13.0}
 TORCH_CPU_INDEX=${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}
 
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-# --no-compile: byte-compile only what is imported, on first use (halves the set-up time)
-pip=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-compile)
+pip=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
 
 if "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     echo "torch $("$VENV/bin/python" -c 'import torch; print(torch.__version__)') is installed"
