@@ -8,7 +8,9 @@ TORCH_VERSION=${TORCH_VERSION:-2.13.0}
 TORCH_CPU_INDEX=${TORCH_CPU_INDEX:-https://download.pytorch.org/whl/cpu}
 
 [ -x "$VENV/bin/python" ] || python3 -m venv "$VENV"
-pip=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check)
+# pip byte-compiles file by file; compileall below does it on every core at once. The
+# .pyc files must exist before the first import where PYTHONDONTWRITEBYTECODE is set.
+pip=("$VENV/bin/python" -m pip install --quiet --disable-pip-version-check --no-compile)
 
 if "$VENV/bin/python" -c "import torch" 2>/dev/null; then
     echo "torch $("$VENV/bin/python" -c 'import torch; print(torch.__version__)') is installed"
@@ -22,4 +24,7 @@ else
         || "${pip[@]}" "torch==$TORCH_VERSION+cpu" --extra-index-url "$TORCH_CPU_INDEX"
 fi
 "${pip[@]}" -e ".[dev]"
+site=$("$VENV/bin/python" -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')
+# exit status 1 is expected: a few packages ship files that are not Python 3 on purpose
+"$VENV/bin/python" -m compileall -q -j 0 "$site" >/dev/null || true
 echo "gentools is installed in $VENV"
