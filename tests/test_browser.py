@@ -303,7 +303,11 @@ def test_widgets_render_and_respond(notebook, request):
             outputs = page.locator(".jp-OutputArea").all_inner_texts()
             assert any(reused in text for text in outputs), f"expected {reused!r}: {outputs}"
 
-        plots = page.locator(".js-plotly-plot").evaluate_all(PLOT_DRAWN)
+        drawn = lambda plots: all(p["traces"] and p["points"] and p["svg"] for p in plots)
+        plots = wait_until(  # a live figure's traces reach the page after the cell ends
+            lambda: page.locator(".js-plotly-plot").evaluate_all(PLOT_DRAWN), drawn, 30,
+            "every plotly figure to draw its traces",
+        )
         images = wait_until(
             lambda: page.locator("img.widget-image").evaluate_all(IMAGE_PIXELS),
             lambda px: None not in px, 30, "every image widget to load",
@@ -318,7 +322,7 @@ def test_widgets_render_and_respond(notebook, request):
         assert seen["sliders"] >= shows.sliders, seen
         assert set(shows.buttons) <= seen["buttons"], seen
         assert seen["plots"] >= shows.plots, seen
-        assert all(p["traces"] and p["points"] and p["svg"] for p in plots), plots
+        assert drawn(plots), plots
         assert seen["images"] >= shows.images, seen
         assert seen["audio"] >= shows.audio, seen
 
