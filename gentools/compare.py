@@ -163,8 +163,7 @@ def collect(families: Sequence[Family], seeds: Sequence[int], size: str, runs_di
     for fam in families:
         for seed in seeds:
             params = run_parameters(fam, size, seed, device, n_samples)
-            digest = jobs.run_digest(find_notebook(fam.notebook), params)
-            reused = jobs.run_status(Path(runs_dir) / fam.notebook / digest) == "completed"
+            reused = jobs.run_status(jobs.reuse_dir(fam.notebook, params, runs_dir)) == "completed"
             run = jobs.run(fam.notebook, params, out=runs_dir, progress=False, reuse=True)
             log(f"{fam.name} seed {seed}: {'reused' if reused else 'ran'} {run}")
             results.append(read_result(fam, run, reused, n_samples))

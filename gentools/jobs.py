@@ -70,6 +70,14 @@ def run_digest(notebook: str | os.PathLike[str], parameters: Mapping[str, object
     return digest.hexdigest()[:8]
 
 
+def reuse_dir(notebook: str | os.PathLike[str], parameters: Mapping[str, object],
+              out: str | os.PathLike[str]) -> Path:
+    """``<out>/<stem>/<digest>``: the folder of the run of ``parameters`` (every one but
+    ``out_dir``) that ``run(..., reuse=True)`` runs, or finds completed there."""
+    path = find_notebook(notebook)
+    return Path(out).resolve() / path.stem / run_digest(path, parameters)
+
+
 def run_status(run_dir: str | os.PathLike[str]) -> str | None:
     """The manifest's status ("running", "completed", ...), or None without a manifest."""
     manifest = read_json(Path(run_dir) / MANIFEST, None)
@@ -115,10 +123,8 @@ def run(notebook: str | os.PathLike[str], parameters: Mapping[str, object] | Non
     """
     source = find_notebook(notebook)
     values = check_run(source, dict(parameters or {}))
-    digest = run_digest(source, values)
-    parent = Path(out or "runs").resolve() / source.stem
-    started = _utc_now()
-    run_dir = parent / digest
+    run_dir = reuse_dir(source, values, out or "runs")
+    parent, digest, started = run_dir.parent, run_dir.name, _utc_now()
     if reuse and run_status(run_dir) == "completed":
         return run_dir
     if reuse:  # empty a folder of an unfinished run, unless a live process still runs it

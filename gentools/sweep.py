@@ -239,7 +239,7 @@ def execute_job(notebook: str, parameters: dict, out: str, retries: int) -> dict
     failed run. A completed run folder is left alone (Dask may rerun a task whose worker
     died); an unfinished one is resumed in its folder (``jobs.resume``), from its
     checkpoint when it has one; anything else starts afresh."""
-    run_dir = Path(out) / Path(notebook).stem / jobs.run_digest(notebook, parameters)
+    run_dir = jobs.reuse_dir(notebook, parameters, out)
     if jobs.run_status(run_dir) == "completed":
         return {"status": "completed", "attempts": 0, "error": None}
     error = None

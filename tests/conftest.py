@@ -50,15 +50,6 @@ def _torch_on_one_thread():
     torch.set_num_threads(before)
 
 
-@pytest.fixture
-def one_thread():
-    """Tiny models run many times faster on one thread than on two next to a busy process."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 # --- running on several cores (pytest-xdist) -------------------------------------------------
 
 MAX_WORKERS = 4  # -n auto: one worker per usable core, at most this many

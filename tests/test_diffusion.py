@@ -10,8 +10,6 @@ from gentools.data import load_images
 from gentools.models.diffusion import Diffusion, alpha_bars, flow_matching_loss, gaussian_kl
 from gentools.train import TrainConfig, fit
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 @pytest.fixture(scope="module")
 def digits():

@@ -10,8 +10,6 @@ import torch
 from gentools.models.pixelcnn import PixelCNN
 from gentools.train import TrainConfig, fit
 
-pytestmark = pytest.mark.usefixtures("one_thread")
-
 
 def tiny(**kw) -> PixelCNN:
     torch.manual_seed(0)
