@@ -165,11 +165,11 @@ def tiny_runs(lab):
     """A function that returns the runs/ folder holding the seed-0 tiny runs of the image
     notebooks, with the parameters compare.ipynb asks for at size tiny.
 
-    `gentools sweep` makes them on 2 workers, started in the background when the first browser
-    test asks for this fixture; the function waits for it. Each is a `gentools run` of its
-    notebook (papermill, run folder, manifest). The compare notebook finds and reuses them, and
-    the VAE run is the executed notebook that test_executed_run_shows_static_training_curves
-    opens.
+    `gentools sweep` makes them on 1 worker (2 would crowd the first browser tests), started
+    in the background when the first browser test asks for this fixture; the function waits
+    for it. Each is a `gentools run` of its notebook (papermill, run folder, manifest). The
+    compare notebook finds and reuses them, and the VAE run is the executed notebook that
+    test_executed_run_shows_static_training_curves opens.
     """
     from gentools import compare
 
@@ -182,7 +182,7 @@ def tiny_runs(lab):
     path.write_text(yaml.safe_dump(spec))
     sweep = subprocess.Popen(
         [sys.executable, "-m", "gentools", "sweep", str(path), "--out", str(runs),
-         "--workers", "2", "--no-progress"],
+         "--workers", "1", "--no-progress"],
         cwd=lab.root, env=lab.env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
     )
 
