@@ -2,7 +2,7 @@
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup run test quick lab benchmarks clean
+.PHONY: setup run test quick lab data benchmarks clean
 
 $(VENV)/.installed: pyproject.toml scripts/setup.sh
 	VENV=$(VENV) bash scripts/setup.sh
@@ -14,11 +14,17 @@ run: setup  ## train the VAE on the embedded digits as a papermill job
 	$(BIN)/gentools run vae
 
 test: setup  ## the whole test suite: lint, unit tests, every notebook under nbval and papermill, browser
-	bash scripts/need_chromium.sh
+	bash scripts/need_debian_package.sh chromium /usr/bin/chromium "the browser tests" "make quick"
+	bash scripts/need_debian_package.sh dataset-fashion-mnist /usr/share/datasets/fashion-mnist \
+		"the Fashion-MNIST tests" "make quick"
 	$(BIN)/python -m pytest
 
 quick: setup  ## the fast tests only
 	$(BIN)/python -m pytest -m "not slow and not browser"
+
+data:  ## Debian's Fashion-MNIST (60,000 + 10,000 28x28 images), for -p data fashion-mnist
+	bash scripts/need_debian_package.sh dataset-fashion-mnist /usr/share/datasets/fashion-mnist \
+		"-p data fashion-mnist"
 
 lab: setup  ## open the notebooks in JupyterLab
 	$(BIN)/jupyter lab notebooks/

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from gentools.data import DATASETS, DataError, from_unit, load_images, to_unit
+from gentools.data import DATASETS, DataError, from_unit, images, load_images, to_unit
 from gentools.data.images import CIFAR10_CLASSES, FASHION_CLASSES, MNIST_FILES, cifar10, mnist
 
 # ---------------------------------------------------------------- helpers
@@ -303,6 +303,29 @@ def test_unknown_dataset_lists_names():
 
 
 @pytest.mark.parametrize("name", ["mnist", "fashion-mnist", "cifar10"])
-def test_root_none_needs_local_folder(name):
-    with pytest.raises(ValueError, match="local folder"):
+def test_no_folder_and_no_system_package_names_what_to_do(name, monkeypatch, tmp_path):
+    missing = tmp_path / "not-installed"
+    monkeypatch.setitem(images.SYSTEM_DIRS, "fashion-mnist", missing)
+    with pytest.raises(FileNotFoundError) as info:
         load_images(name)
+    msg = str(info.value)
+    assert "data_dir" in msg and "nothing is downloaded" in msg
+    if name == "fashion-mnist":
+        assert str(missing) in msg and "apt-get install -y dataset-fashion-mnist" in msg
+
+
+def test_fashion_mnist_without_a_folder_reads_the_system_package(monkeypatch, tmp_path):
+    arrays = make_mnist(tmp_path, gz=True)
+    monkeypatch.setitem(images.SYSTEM_DIRS, "fashion-mnist", tmp_path)
+    for root in (None, ""):
+        data = load_images("fashion-mnist", root, val_size=2)
+        np.testing.assert_array_equal(data.test.tensors[0][:, 0].numpy(),
+                                      arrays["t10k-images-idx3-ubyte"])
+    with pytest.raises(FileNotFoundError, match="mnist"):
+        load_images("mnist", None)  # the system folder serves fashion-mnist only
+
+
+def test_a_folder_that_does_not_exist_is_named(tmp_path):
+    with pytest.raises(FileNotFoundError) as info:
+        load_images("fashion-mnist", tmp_path / "nope")
+    assert str(tmp_path / "nope") in str(info.value) and "does not exist" in str(info.value)

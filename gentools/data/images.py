@@ -7,6 +7,8 @@ Every loader returns an :class:`ImageData` whose splits are ``TensorDataset``\\ 
 * ``digits``: scikit-learn's bundled 8x8 digits (17 levels), split in file order
   1000 / 350 / 447.
 * ``mnist`` / ``fashion-mnist``: the four IDX files (raw or ``.gz``) in a local folder.
+  Without a folder, ``fashion-mnist`` is read from Debian's ``dataset-fashion-mnist``
+  package (:data:`SYSTEM_DIRS`) when it is installed.
 * ``cifar10``: the "CIFAR-10 python version" batches in a local folder.  These are
   pickles (the dataset's own format); they are read with an unpickler that builds only
   what the real batches hold (dicts, lists, bytes, numbers and NumPy arrays) and refuses
@@ -37,6 +39,9 @@ CIFAR10_CLASSES = ["airplane", "automobile", "bird", "cat", "deer",
 MNIST_FILES = ("train-images-idx3-ubyte", "train-labels-idx1-ubyte",
                "t10k-images-idx3-ubyte", "t10k-labels-idx1-ubyte")
 CIFAR10_FILES = tuple(f"data_batch_{i}" for i in range(1, 6)) + ("test_batch",)
+# where a system package puts a data set: used when no folder is given
+SYSTEM_DIRS = {"fashion-mnist": Path("/usr/share/datasets/fashion-mnist")}
+INSTALL_HINTS = {"fashion-mnist": "sudo apt-get install -y dataset-fashion-mnist"}
 IDX_IMAGES_MAGIC = 0x00000803  # unsigned byte, 3 dims
 IDX_LABELS_MAGIC = 0x00000801  # unsigned byte, 1 dim
 
@@ -117,11 +122,22 @@ def digits() -> ImageData:
     )
 
 
+def default_root(name: str) -> Path | None:
+    """The folder a system package installed ``name`` in, or None when there is none."""
+    folder = SYSTEM_DIRS.get(name)
+    return folder if folder is not None and folder.is_dir() else None
+
+
 def _require_root(name: str, root: str | os.PathLike | None) -> Path:
-    if root is None:
-        raise ValueError(f"dataset {name!r} needs a local folder: pass root=... "
-                         "(nothing is downloaded)")
-    return Path(root)
+    if root is not None and str(root) != "":
+        return Path(root).expanduser()
+    found = default_root(name)
+    if found is not None:
+        return found
+    where = f"; {SYSTEM_DIRS[name]} does not exist" if name in SYSTEM_DIRS else ""
+    hint = f" Install it with: {INSTALL_HINTS[name]}." if name in INSTALL_HINTS else ""
+    raise FileNotFoundError(f"dataset {name!r} needs the folder that holds its files (data_dir "
+                            f"in a notebook, root= in Python){where}; nothing is downloaded.{hint}")
 
 
 def _read_bytes(path: Path) -> bytes:
@@ -157,6 +173,10 @@ def _read_idx(path: Path, magic: int) -> np.ndarray:
 
 def _find_files(folder: Path, names: tuple[str, ...], label: str,
                 gz: bool) -> dict[str, Path]:
+    suffix = "[.gz]" if gz else ""
+    if not folder.is_dir():
+        raise FileNotFoundError(f"{label}: the folder {folder} does not exist; it should hold "
+                                f"{', '.join(n + suffix for n in names)}")
     found: dict[str, Path] = {}
     for name in names:
         for candidate in (name, name + ".gz") if gz else (name,):
@@ -165,7 +185,6 @@ def _find_files(folder: Path, names: tuple[str, ...], label: str,
                 break
     missing = [n for n in names if n not in found]
     if missing:
-        suffix = "[.gz]" if gz else ""
         raise FileNotFoundError(
             f"{label} files not found in {folder}: expected "
             f"{', '.join(n + suffix for n in names)}; missing: {', '.join(missing)}")
