@@ -114,3 +114,47 @@ class CausalConv1d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.pad(x, self.pad))  # (B, out, T)
+
+
+# --- discretized logistic mixture (PixelCNN++) -------------------------------------------------
+
+
+def logistic_mixture_log_prob(x: torch.Tensor, params: torch.Tensor, levels: int) -> torch.Tensor:
+    """log P(x) under a mixture of K discretized logistics (PixelCNN++, Salimans et al. 2017,
+    https://arxiv.org/abs/1701.05517). Level x has the bin [c - h, c + h] around its centre
+    c = 2x / (levels - 1) - 1 in [-1, 1], h half a bin; the two end bins are open to -inf and
+    +inf, so P sums to exactly 1 over the levels.
+
+    x: (...) integer levels. params: (..., 3K): mixture logits, means, log-scales.
+    Returns (...) log-probabilities in nats.
+    """
+    logit_pi, mu, log_s = params.chunk(3, dim=-1)  # (..., K) each
+    inv_s = torch.exp(-log_s.clamp(min=-7.0))  # 1 / s
+    x = x.unsqueeze(-1)  # (..., 1)
+    c = 2 * x.to(params.dtype) / (levels - 1) - 1  # bin centre
+    h = 1.0 / (levels - 1)
+    plus, minus = inv_s * (c + h - mu), inv_s * (c - h - mu)  # (..., K)
+    # sigma(p) - sigma(m) = sigma(p) sigma(-m) (1 - e^(m - p)), and m - p = -2h / s
+    inner = F.logsigmoid(plus) + F.logsigmoid(-minus) + torch.log(-torch.expm1(-2 * h * inv_s))
+    log_p = torch.where(x == 0, F.logsigmoid(plus),  # P(x <= c + h)
+                        torch.where(x == levels - 1, F.logsigmoid(-minus), inner))  # P(x >= c - h)
+    return torch.logsumexp(log_p + F.log_softmax(logit_pi, dim=-1), dim=-1)
+
+
+def logistic_mixture_sample(params: torch.Tensor, levels: int, temperature: float = 1.0,
+                            generator: torch.Generator | None = None) -> torch.Tensor:
+    """Draw levels (...) from the mixture `params` (..., 3K) of `logistic_mixture_log_prob`.
+
+    temperature divides the mixture logits and multiplies every scale s (0: the centre of
+    the most likely component). Uniforms come from `generator` on the CPU.
+    """
+    logit_pi, mu, log_s = params.chunk(3, dim=-1)  # (..., K) each
+    K = logit_pi.shape[-1]
+    u = torch.rand(*params.shape[:-1], K + 1, generator=generator).to(params.device)
+    u = u.clamp(1e-6, 1 - 1e-6)
+    gumbel = -torch.log(-torch.log(u[..., :K]))  # (..., K)
+    k = (logit_pi + temperature * gumbel).argmax(-1, keepdim=True)  # k ~ softmax(logit_pi / T)
+    m = mu.gather(-1, k)[..., 0]
+    s = log_s.clamp(min=-7.0).gather(-1, k)[..., 0].exp()
+    v = m + temperature * s * (torch.log(u[..., K]) - torch.log1p(-u[..., K]))  # + s * logistic
+    return ((v + 1) / 2 * (levels - 1)).round().clamp(0, levels - 1).long()

@@ -1,9 +1,17 @@
 """Exactness tests for gentools.nn: what each masked / causal convolution can and cannot see."""
 
+import math
+
 import pytest
 import torch
 
-from gentools.nn import CausalConv1d, MaskedConv2d, pixel_mask
+from gentools.nn import (
+    CausalConv1d,
+    MaskedConv2d,
+    logistic_mixture_log_prob,
+    logistic_mixture_sample,
+    pixel_mask,
+)
 
 
 def input_gradient_2d(conv, shape=(1, 2, 7, 7), at=(3, 3)) -> torch.Tensor:
@@ -85,3 +93,41 @@ def test_stacked_dilated_convs_have_the_computed_receptive_field():
     stack(x)[:, :, 40].sum().backward()
     seen = (x.grad.abs().sum((0, 1)) > 0).nonzero().flatten()
     assert seen.tolist() == list(range(25, 41))  # t - 15 .. t: 16 steps, nothing later
+
+
+@pytest.mark.parametrize("levels", [2, 17, 256])
+def test_logistic_mixture_sums_to_one_over_the_levels(levels):
+    torch.manual_seed(0)
+    params = torch.randn(7, 3 * 4, dtype=torch.double) * 2  # 7 pixels, K = 4 components
+    params[:, 8:] -= 3  # log-scales from very sharp to broad
+    every = torch.arange(levels)[:, None].expand(levels, 7)  # (levels, 7)
+    log_p = logistic_mixture_log_prob(every, params.expand(levels, 7, 12), levels)
+    assert torch.allclose(log_p.exp().sum(0), torch.ones(7, dtype=torch.double))
+
+
+def test_logistic_mixture_is_the_mass_of_each_bin():
+    """Checked against the plain formula, sigmoid((c + h - mu) / s) - sigmoid((c - h - mu) / s)
+    with the end bins open, on one component and on a two-component mixture."""
+    mu, log_s, levels = torch.tensor([0.1, -0.5]), torch.tensor([-1.0, -2.0]), 17
+    x = torch.arange(levels)
+    c, h = 2 * x / (levels - 1) - 1, 1 / (levels - 1)
+    cdf = lambda v, k: torch.sigmoid((v - mu[k]) / log_s[k].exp())
+    mass = [torch.where(x == levels - 1, 1.0, cdf(c + h, k))
+            - torch.where(x == 0, 0.0, cdf(c - h, k)) for k in (0, 1)]
+    one = torch.stack([torch.zeros(()), mu[0], log_s[0]])
+    assert torch.allclose(logistic_mixture_log_prob(x, one.expand(levels, 3), levels),
+                          mass[0].log(), atol=1e-6)
+    two = torch.cat([torch.tensor([0.0, math.log(3.0)]), mu, log_s])  # weights 1/4, 3/4
+    expected = (0.25 * mass[0] + 0.75 * mass[1]).log()
+    assert torch.allclose(logistic_mixture_log_prob(x, two.expand(levels, 6), levels), expected,
+                          atol=1e-6)
+
+
+def test_logistic_mixture_samples_follow_its_probabilities():
+    torch.manual_seed(0)
+    params = torch.tensor([0.5, -0.2, -0.6, 0.7, -1.2, -1.6])  # K = 2, 5 levels
+    draws = logistic_mixture_sample(params.expand(40000, 6), 5,
+                                    generator=torch.Generator().manual_seed(0))
+    freq = torch.bincount(draws, minlength=5).float() / 40000
+    p = logistic_mixture_log_prob(torch.arange(5), params.expand(5, 6), 5).exp()
+    assert torch.allclose(freq, p, atol=4 * (0.25 / 40000) ** 0.5)  # 4 standard errors

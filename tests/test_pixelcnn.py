@@ -49,8 +49,9 @@ def logit_gradients(model: PixelCNN) -> torch.Tensor:
         {"num_classes": 10},
         {"shape": (3, 8, 8), "levels": 5},
         {"embedding": False, "shape": (3, 8, 8)},
+        {"output": "logistic", "levels": 256},
     ],
-    ids=["default", "no-skip", "conditional", "three-channels", "intensity-input"],
+    ids=["default", "no-skip", "conditional", "three-channels", "intensity-input", "logistic"],
 )
 def test_causal_and_no_blind_spot(kw):
     model = tiny(**kw)
@@ -63,6 +64,35 @@ def test_causal_and_no_blind_spot(kw):
     assert (G[~later_or_same] > 0).all(), "a blind spot: an earlier pixel is not seen"
 
 
+@pytest.mark.parametrize("output", ["softmax", "logistic"])
+def test_conditionals_are_normalised_and_agree_with_the_nll(output):
+    model = tiny(shape=(1, 6, 6), levels=256, output=output)
+    x = torch.randint(0, 256, (2, 1, 6, 6))
+    with torch.no_grad():
+        log_p = model.conditionals(x)  # (2, 256, 1, 6, 6)
+        nll = model.nll((x, None))
+    assert torch.allclose(log_p.exp().sum(1), torch.ones(2, 1, 6, 6, dtype=torch.double))
+    assert torch.allclose(-log_p.gather(1, x[:, None]).flatten(1).sum(1), nll)
+
+
+@pytest.mark.parametrize("size", ["tiny", "default", "medium"])
+def test_sampling_reads_only_the_rows_the_receptive_field_reaches(size):
+    """sample() feeds rows top..r, top = r - receptive_field(): the outputs at row r are the
+    full pass's, exactly; one row fewer changes them, so the crop is as tight as it can be."""
+    torch.manual_seed(0)
+    model = PixelCNN.from_size(size, shape=(1, 28, 28), levels=256, output="logistic")
+    model = model.double().eval()
+    x = torch.randint(0, 256, (1, 1, 28, 28))
+    rf = model.receptive_field()
+    with torch.no_grad():
+        full = model(x)  # (1, O, 1, 28, 28)
+        for r in (rf, rf + 3, 27):
+            cropped = model(x[:, :, r - rf : r + 1])[:, :, :, -1]
+            assert torch.allclose(cropped, full[:, :, :, r], rtol=0, atol=1e-12)
+            tighter = model(x[:, :, r - rf + 1 : r + 1])[:, :, :, -1]
+            assert not torch.allclose(tighter, full[:, :, :, r])
+
+
 def test_receptive_field_is_limited_by_depth():
     """One layer of kernel 3 sees one row up (three columns) and one pixel left: no further."""
     model = tiny(layers=1, kernel=3)
@@ -71,10 +101,11 @@ def test_receptive_field_is_limited_by_depth():
     assert sorted(seen) == [[3, 3], [3, 4], [3, 5], [4, 3]]
 
 
+@pytest.mark.parametrize("output", ["softmax", "logistic"])
 @pytest.mark.parametrize("shape", [(1, 2, 2), (2, 1, 2)])
-def test_likelihood_is_normalised_over_every_image(shape):
+def test_likelihood_is_normalised_over_every_image(shape, output):
     """sum over all levels^D images of p(x) = 1 exactly, for one and for two channels."""
-    model = tiny(shape=shape, levels=3)
+    model = tiny(shape=shape, levels=3, output=output)
     every = torch.tensor(list(itertools.product(range(3), repeat=4))).view(81, *shape)
     with torch.no_grad():
         nll = model.nll((every, torch.zeros(81, dtype=torch.long)))  # (81,)
@@ -91,9 +122,10 @@ def test_loss_reports_nll_and_bits_per_dim():
     assert torch.allclose(out["bpd"], nll.mean() / (64 * math.log(2)))
 
 
-def test_samples_follow_the_model_distribution():
+@pytest.mark.parametrize("output", ["softmax", "logistic"])
+def test_samples_follow_the_model_distribution(output):
     """Empirical frequencies of 30000 draws of a 1x1x2 image with 3 levels match exp(-nll)."""
-    model = tiny(shape=(1, 1, 2), levels=3).float()
+    model = tiny(shape=(1, 1, 2), levels=3, output=output).float()
     every = torch.tensor(list(itertools.product(range(3), repeat=2))).view(9, 1, 1, 2)
     with torch.no_grad():
         p = (-model.nll((every, None))).exp()  # (9,)

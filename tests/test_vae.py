@@ -15,7 +15,7 @@ def digits():
     return load_images("digits")
 
 
-@pytest.mark.parametrize("decoder", ["categorical", "gaussian", "bernoulli"])
+@pytest.mark.parametrize("decoder", ["categorical", "gaussian", "logistic", "bernoulli"])
 def test_tiny_train_and_sample(digits, decoder):
     torch.manual_seed(0)
     model = VAE.from_size("tiny", decoder=decoder)
@@ -43,7 +43,7 @@ def test_shapes_for_other_image_sizes():
         VAE.from_size("tiny", decoder="poisson")
 
 
-@pytest.mark.parametrize("decoder", ["categorical", "gaussian"])
+@pytest.mark.parametrize("decoder", ["categorical", "gaussian", "logistic"])
 def test_decoder_is_a_normalised_distribution_over_levels(decoder):
     """sum over the levels l of p(x_d = l | z) is exactly 1 for every pixel d."""
     torch.manual_seed(0)
@@ -98,3 +98,26 @@ def test_iwae_bound_is_exact_when_every_weight_is_the_same(digits, k):
     log_px = torch.distributions.Categorical(logits=logits).log_prob(x.flatten(1)).sum(-1)
     assert torch.allclose(model.nll((x,), k=k), -log_px, atol=1e-3)
     assert model.loss((x,))["nelbo"].item() == pytest.approx(-log_px.mean().item(), abs=1e-3)
+
+
+def test_iwae_chunks_stay_within_memory_and_give_the_same_bound():
+    """On 28x28 images with a 256-way softmax the decoder passes are chunked by memory (2^24
+    outputs): the bound is the same as one pass over all k draws at once."""
+    torch.manual_seed(0)
+    model = VAE.from_size("tiny", shape=(1, 28, 28), levels=256)
+    x = torch.randint(0, 256, (4, 1, 28, 28))
+    seen = []
+    model.decoder.register_forward_hook(lambda m, i, out: seen.append(out.numel()))
+    torch.manual_seed(1)
+    chunked = model.nll((x,), k=40)
+    assert max(seen) <= 2**24 < 40 * 4 * 784 * 256 and len(seen) > 1
+    mu, logvar = model.encode(x / 255)
+    torch.manual_seed(1)
+    eps = torch.cat([torch.randn(n, 4, 4) for n in
+                     [2**24 // (4 * 784 * 256)] * (len(seen) - 1) + [40 - (len(seen) - 1) * (
+                         2**24 // (4 * 784 * 256))]])  # the same draws, in the same order
+    z = mu + eps * (0.5 * logvar).exp()  # (40, 4, d)
+    log_q = (-0.5 * eps.pow(2) - 0.5 * logvar - 0.5 * math.log(2 * math.pi)).sum(-1)
+    log_p = (-0.5 * z.pow(2) - 0.5 * math.log(2 * math.pi)).sum(-1)
+    log_w = model.log_px_given_z(x, model.decode_params(z)) + log_p - log_q  # (40, 4)
+    assert torch.allclose(chunked, -(torch.logsumexp(log_w, 0) - math.log(40)), rtol=1e-5)

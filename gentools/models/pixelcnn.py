@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from gentools.models.base import GenerativeModel
-from gentools.nn import MaskedConv2d
+from gentools.nn import MaskedConv2d, logistic_mixture_log_prob, logistic_mixture_sample
 
 
 @dataclass
@@ -49,6 +49,12 @@ class PixelCNNConfig:
     num_classes: int = 0  # > 0: class-conditional, one learned bias per class in each gate
     dropout: float = 0.4  # dropout on the gated outputs of both stacks in each layer
     embedding: bool = True  # input: a learned vector per level (True) or the intensity (False)
+    output: str = "softmax"  # p(x_i | x_<i): "softmax" over the levels, or "logistic" mixture
+    mixtures: int = 5  # K components of the discretized logistic mixture (output "logistic")
+
+    def __post_init__(self) -> None:
+        if self.output not in ("softmax", "logistic"):
+            raise ValueError(f"unknown output {self.output!r}: use softmax or logistic")
 
 
 def gate(a: torch.Tensor) -> torch.Tensor:
@@ -107,6 +113,7 @@ class PixelCNN(GenerativeModel):
     sizes = {
         "tiny": dict(channels=8, layers=4, kernel=5, head=16),
         "default": dict(channels=32, layers=7, kernel=3, head=64),
+        "medium": dict(channels=32, layers=7, kernel=3, head=64, output="logistic"),  # 8-bit
         "gpu": dict(channels=128, layers=12, kernel=5, head=256),
     }
 
@@ -115,6 +122,7 @@ class PixelCNN(GenerativeModel):
         c = config
         C, H, W = c.shape
         self.dims = C * H * W  # D
+        self.outputs = c.levels if c.output == "softmax" else 3 * c.mixtures  # per value
         self.embed = PixelInput(C, c.levels, c.channels, c.embedding)
         self.layers = nn.ModuleList(
             GatedLayer(c.channels, c.kernel, i == 0, c.num_classes, c.dropout)
@@ -124,7 +132,7 @@ class PixelCNN(GenerativeModel):
             nn.ReLU(),
             nn.Conv2d(c.channels, c.head, 1),
             nn.ReLU(),
-            nn.Conv2d(c.head, C * c.levels, 1),
+            nn.Conv2d(c.head, C * self.outputs, 1),
         )
 
     def receptive_field(self) -> int:
@@ -132,7 +140,8 @@ class PixelCNN(GenerativeModel):
         return self.config.layers * (self.config.kernel // 2)
 
     def forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
-        """x: (B, C, H', W) integer levels (H' <= H) -> logits (B, levels, C, H', W)."""
+        """x: (B, C, H', W) integer levels (H' <= H) -> (B, O, C, H', W): the logits over the
+        levels (O = levels) or the logistic mixture's parameters (O = 3K) of every value."""
         c = self.config
         B, C, H, W = x.shape
         if c.num_classes and y is None:
@@ -142,8 +151,22 @@ class PixelCNN(GenerativeModel):
         for layer in self.layers:
             v, h, s = layer(v, h, y)
             skips = skips + s
-        out = self.head(skips if c.skip else h)  # (B, C * levels, H, W)
-        return out.view(B, C, c.levels, H, W).transpose(1, 2)  # (B, levels, C, H, W)
+        out = self.head(skips if c.skip else h)  # (B, C * O, H, W)
+        return out.view(B, C, self.outputs, H, W).transpose(1, 2)  # (B, O, C, H, W)
+
+    def log_probs(self, out: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+        """log p(x_i | x_<i) of each value: (B, C, H, W). out: forward's output, x: levels."""
+        if self.config.output == "softmax":
+            return -F.cross_entropy(out, x, reduction="none")
+        return logistic_mixture_log_prob(x, out.permute(0, 2, 3, 4, 1), self.config.levels)
+
+    def conditionals(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
+        """log p(x_i = l | x_<i) for every level l: (B, levels, C, H, W)."""
+        out = self(x, y)
+        if self.config.output == "softmax":
+            return out.log_softmax(1)
+        every = torch.arange(self.config.levels, device=x.device).view(-1, 1, 1, 1, 1)
+        return torch.stack([self.log_probs(out, lv.expand_as(x)) for lv in every], 1)
 
     def dependencies(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         """(D, D) bool from gradients: [i, j] is True when the logits at pixel i (raster order)
@@ -167,9 +190,9 @@ class PixelCNN(GenerativeModel):
     def nll(self, batch) -> torch.Tensor:
         """Exact -log p(x) in nats per image: (B,)."""
         x = batch[0].long()  # (B, C, H, W)
-        logits = self(x, self._labels(batch))  # (B, L, C, H, W)
+        out = self(x, self._labels(batch))  # (B, O, C, H, W)
         # -log p(x) = -sum_i log p(x_i | x_<i)
-        return F.cross_entropy(logits, x, reduction="none").flatten(1).sum(1)
+        return -self.log_probs(out, x).flatten(1).sum(1)
 
     def loss(self, batch) -> dict[str, torch.Tensor]:
         nll = self.nll(batch).mean()
@@ -198,11 +221,15 @@ class PixelCNN(GenerativeModel):
             y = torch.arange(n) % c.num_classes if labels is None else torch.as_tensor(labels)
             y = y.to(device)
         for r in range(rows_kept, H):
+            top = max(0, r - self.receptive_field())  # row r sees no row above top: crop them
             for col in range(W):
-                logits = self(out[:, :, : r + 1], y)[:, :, :, r, col]  # (n, L, C): rows <= r
+                p = self(out[:, :, top : r + 1], y)[:, :, :, -1, col].transpose(1, 2)  # (n, C, O)
+                if c.output == "logistic":
+                    out[:, :, r, col] = logistic_mixture_sample(p, c.levels, temperature, generator)
+                    continue
                 u = torch.rand(n, C, c.levels, generator=generator).to(device)
                 gumbel = -torch.log(-torch.log(u.clamp(1e-12, 1 - 1e-7)))
                 # Gumbel-max: argmax(logits / T + g) ~ softmax(logits / T)
-                out[:, :, r, col] = (logits.transpose(1, 2) + temperature * gumbel).argmax(-1)
+                out[:, :, r, col] = (p + temperature * gumbel).argmax(-1)
         self.train(was_training)
         return out.float() / (c.levels - 1)

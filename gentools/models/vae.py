@@ -8,6 +8,8 @@ decoder p(x|z) whose form fits the data:
   autoregressive models.
 - "gaussian": a discretised Gaussian per pixel with a learned scale: the mass of
   N(mu, sigma^2) on the pixel's bin of width 1/(levels-1), the outer bins open.
+- "logistic": a mixture of `mixtures` discretized logistics per pixel (PixelCNN++, Salimans
+  et al. 2017), the end bins open: a few numbers per pixel in place of 256 logits on 8-bit data.
 - "bernoulli": for binary data; intensities are binarised at one half.
 
 Training maximises the ELBO = E_q[log p(x|z)] - KL(q(z|x) || p(z)); test NLL uses
@@ -30,21 +32,24 @@ import torch.nn.functional as F
 from torch import nn
 
 from gentools.models.base import GenerativeModel
+from gentools.nn import logistic_mixture_log_prob, logistic_mixture_sample
+
+DECODERS = ("categorical", "gaussian", "logistic", "bernoulli")
 
 
 @dataclass
 class VAEConfig:
     shape: tuple[int, int, int] = (1, 8, 8)  # (C, H, W) of the images
     levels: int = 17  # discrete intensity levels of the data (17 for digits, 256 for 8-bit)
-    decoder: str = "categorical"  # "categorical", "gaussian" (discretised) or "bernoulli"
+    decoder: str = "categorical"  # one of DECODERS ("gaussian" and "logistic" are discretised)
     latent_dim: int = 16  # size of z
     channels: int = 16  # channels of the first conv stage (the second has twice as many)
     beta: float = 1.0  # weight on the KL term (1 = the true ELBO)
+    mixtures: int = 3  # components of the "logistic" decoder per pixel
 
     def __post_init__(self) -> None:
-        if self.decoder not in ("categorical", "gaussian", "bernoulli"):
-            raise ValueError(f"unknown decoder {self.decoder!r}: use categorical, gaussian or "
-                             "bernoulli")
+        if self.decoder not in DECODERS:
+            raise ValueError(f"unknown decoder {self.decoder!r}: use {', '.join(DECODERS)}")
         if self.shape[1] % 4 or self.shape[2] % 4:
             raise ValueError(f"image height and width must be divisible by 4, got {self.shape}")
 
@@ -82,6 +87,7 @@ class VAE(GenerativeModel):
     sizes = {
         "tiny": dict(latent_dim=4, channels=8),
         "default": dict(latent_dim=16, channels=16),
+        "medium": dict(latent_dim=32, channels=32),  # 28x28 images on a CPU
         "gpu": dict(latent_dim=32, channels=128),
     }
 
@@ -89,7 +95,8 @@ class VAE(GenerativeModel):
         super().__init__(config)  # VAEConfig checked the decoder and the image shape
         c = config
         self.dims = math.prod(c.shape)  # D = C * H * W
-        out_per_pixel = {"categorical": c.levels, "gaussian": 2, "bernoulli": 1}[c.decoder]
+        out_per_pixel = {"categorical": c.levels, "gaussian": 2, "logistic": 3 * c.mixtures,
+                         "bernoulli": 1}[c.decoder]
         hw = c.shape[1:]
         self.encoder = conv_encoder(c.shape[0], c.channels, hw, 2 * c.latent_dim)
         self.decoder = conv_decoder(c.latent_dim, c.channels, hw, c.shape[0] * out_per_pixel)
@@ -118,6 +125,9 @@ class VAE(GenerativeModel):
             mean = p.softmax(-1) @ grid  # E[x] = sum_l p_l * l / (L - 1)
         elif c.decoder == "gaussian":
             mean = p[..., 0].clamp(0, 1)
+        elif c.decoder == "logistic":
+            logit_pi, mu, _ = p.chunk(3, dim=-1)  # (..., D, K) each, mu in [-1, 1] units
+            mean = ((logit_pi.softmax(-1) * mu).sum(-1).clamp(-1, 1) + 1) / 2
         else:
             mean = p[..., 0].sigmoid()
         return mean.view(-1, *c.shape)
@@ -129,6 +139,8 @@ class VAE(GenerativeModel):
         x = x.flatten(1).long().expand(*params.shape[:-1])  # (..., B, D)
         if c.decoder == "categorical":
             return params.log_softmax(-1).gather(-1, x.unsqueeze(-1)).squeeze(-1)
+        if c.decoder == "logistic":
+            return logistic_mixture_log_prob(x, params, c.levels)
         if c.decoder == "bernoulli":
             target = (x.float() / (c.levels - 1) > 0.5).float()
             return -F.binary_cross_entropy_with_logits(params[..., 0], target, reduction="none")
@@ -169,7 +181,10 @@ class VAE(GenerativeModel):
     def nll(self, batch, k: int = 1000) -> torch.Tensor:
         """IWAE upper bound on -log p(x) in nats, per example: (B,)."""
         x = batch[0]
-        chunk = max(1, 2048 // len(x))  # about 2k decoder passes at once: cache-friendly on CPU
+        # about 2k decoder passes at once, cache-friendly on a CPU, and at most 2^24 outputs
+        # (64 MB): 2k passes of a 256-way softmax over 784 pixels would take 1.6 GB
+        per_z = len(x) * self.dims * self.out_per_pixel
+        chunk = max(1, min(2048 // len(x), 2**24 // per_z))
         mu, logvar = self.encode(self._unit(x))
         std = (0.5 * logvar).exp()
         log_w = []
@@ -201,6 +216,8 @@ class VAE(GenerativeModel):
         if c.decoder == "categorical":
             probs = p.softmax(-1).flatten(0, -2)
             x = torch.multinomial(probs, 1, generator=generator).view(p.shape[:-1]) / (c.levels - 1)
+        elif c.decoder == "logistic":
+            x = logistic_mixture_sample(p, c.levels, generator=generator) / (c.levels - 1)
         elif c.decoder == "bernoulli":
             x = torch.bernoulli(p[..., 0].sigmoid(), generator=generator)
         else:
