@@ -27,7 +27,7 @@ from pathlib import Path
 
 import torch
 
-from gentools import checkpoint, jobs, metrics
+from gentools import checkpoint, jobs, metrics, presets
 from gentools.data import load_images
 from gentools.files import read_json
 from gentools.models.diffusion import Diffusion
@@ -130,7 +130,7 @@ def read_result(fam: Family, run: Path, reused: bool, n_samples: int) -> Result:
     everything = read_json(run / jobs.METRICS)
     recorded = {k.removeprefix(fam.prefix): v for k, v in everything.items()
                 if k.startswith(fam.prefix)}  # this family's metrics, without the prefix
-    params = read_json(run / jobs.MANIFEST)["parameters"]
+    params = presets.resolve(fam.notebook, read_json(run / jobs.MANIFEST)["parameters"])
     model = load_model(fam.model, fam.checkpoint(run))
     seed = params["seed"]
     if "fcd" in recorded and "coverage_min" in recorded:

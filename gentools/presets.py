@@ -1,0 +1,52 @@
+"""Settings that follow the data: what "auto" and 0 mean in an image notebook's parameters.
+
+The 8x8 digits (17 levels) train in a minute or two. The 8-bit data sets (28x28 MNIST and
+Fashion-MNIST, 32x32 CIFAR-10) need another model size, more steps and a cheaper evaluation
+to finish in about 15 minutes on 2 CPU cores. A parameter left at "auto" (a string), 0 (a
+count) or -1 (a rate, where 0 means something) takes its value from the table below, by
+notebook and by data; any other value is the user's own and is kept. BENCHMARKS.md has the
+measurements behind each 8-bit row.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+AUTO = {  # notebook -> "digits" or "8-bit" -> {parameter: value}
+    "vae": {
+        "digits": dict(size="default", decoder="categorical", steps=2000, iwae_k=1000),
+        "8-bit": dict(size="medium", decoder="logistic", steps=4000, iwae_k=64),
+    },
+    "pixelcnn": {
+        "digits": dict(size="default", steps=700, batch_size=64, dropout=0.4, eval_every=250),
+        "8-bit": dict(size="medium", steps=1500, batch_size=32, dropout=0.0, eval_every=750),
+    },
+    "flow": {
+        "digits": dict(size="default", steps=500, iw_k=64),
+        "8-bit": dict(size="medium", steps=2000, iw_k=8),
+    },
+}
+
+
+def data_kind(data: str) -> str:
+    """"digits" for the embedded 8x8 digits, "8-bit" for every 256-level data set."""
+    return "digits" if data == "digits" else "8-bit"
+
+
+def is_auto(value: object) -> bool:
+    """True for the values that mean "choose for me": "auto", the int 0, a negative number."""
+    if isinstance(value, str):
+        return value == "auto"
+    if isinstance(value, bool):
+        return False
+    return value < 0 or (isinstance(value, int) and value == 0)
+
+
+def resolve(notebook: str, params: Mapping[str, object]) -> dict[str, object]:
+    """``params`` with each "auto" / 0 parameter of ``notebook`` ("vae" or "vae.ipynb") set
+    from :data:`AUTO` for its ``data``; notebooks without a table come back unchanged."""
+    table = AUTO.get(notebook.removesuffix(".ipynb"))
+    if table is None:
+        return dict(params)
+    chosen = table[data_kind(str(params.get("data", "digits")))]
+    return {k: chosen[k] if k in chosen and is_auto(v) else v for k, v in params.items()}
