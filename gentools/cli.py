@@ -163,6 +163,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     except jobs.RunFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 128 + exc.signal if exc.signal else 1
+    except BrokenPipeError:  # `gentools show DIR | head`
+        return 1
     except OSError as exc:  # a folder that cannot be made or written, a full disk
         where = exc.filename or "a file"
         full = jobs.OS_STATUS.get(exc.errno) == "out of disk"
