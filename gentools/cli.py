@@ -1,8 +1,10 @@
 """Command line: ``gentools run|sweep|list|show`` over the notebooks in ``notebooks/``.
 
-Exit codes: 0 success, 1 the notebook (for a sweep: any run) failed, 2 bad parameters, a
-bad sweep spec, a missing file or a folder that cannot be resumed (before any kernel
-starts), 128 + N when signal N interrupted the run (SIGTERM: 143). No torch is imported.
+Exit codes: 0 success, 1 the notebook (for a sweep: any run) failed, or a file could not
+be written; 2 bad parameters or data, a bad sweep spec, a missing file, or a folder that
+cannot be resumed or that another process runs (before any kernel starts); 128 + N when
+signal N interrupted the run (SIGTERM: 143). Every failure ends in a few lines on stderr:
+what went wrong, where the details are, what to do next. No torch is imported.
 """
 
 from __future__ import annotations
@@ -45,6 +47,8 @@ def build_parser() -> argparse.ArgumentParser:
     sweep.add_argument("--workers", type=int, help="local worker processes (default: one per "
                        "GPU, else one per CPU core)")
     sweep.add_argument("--out", type=Path, default=Path("runs"), help="parent of run folders")
+    sweep.add_argument("--max-runs", type=int, default=None, metavar="N",
+                       help="refuse a spec of more runs than this (default 5000)")
     for command in (run, sweep):
         command.add_argument("--no-progress", action="store_true", help="hide the progress bar")
     commands.add_parser("list", help="list notebooks and their parameters")
@@ -87,7 +91,7 @@ def _cmd_sweep(args: argparse.Namespace) -> int:
         raise ParameterError(f"--workers must be >= 1 (got {args.workers})")
     if not args.spec.is_file():
         raise FileNotFoundError(f"sweep spec {args.spec} does not exist")
-    spec = sweep.load_spec(args.spec)
+    spec = sweep.load_spec(args.spec, max_runs=args.max_runs or sweep.MAX_RUNS)
     folder = sweep.run_sweep(spec, args.out, scheduler=args.scheduler, workers=args.workers,
                              progress=not args.no_progress)
     rows = sweep.read_results(folder)
@@ -119,23 +123,24 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     run_dir: Path = args.run_folder
-    if not (run_dir / jobs.MANIFEST).is_file():
-        raise FileNotFoundError(f"{run_dir / jobs.MANIFEST} does not exist; is {run_dir} a run "
-                                "folder?")
-    manifest = read_json(run_dir / jobs.MANIFEST)
-    print(f"run: {run_dir}\nnotebook: {manifest.get('notebook')}\n"
-          f"status: {manifest.get('status')}")
+    manifest = jobs.read_manifest(run_dir)
+    status = manifest.get("status")
+    if status == "running" and not jobs.is_locked(run_dir):
+        status = (f"lost (the process that ran it is gone; resume it with: gentools run "
+                  f"--resume {run_dir})")
+    print(f"run: {run_dir}\nnotebook: {manifest.get('notebook')}\nstatus: {status}")
     attempts = manifest.get("attempts") or []
     if len(attempts) > 1:
         print("attempts: " + ", ".join(str(a.get("status")) for a in attempts))
-    if error := manifest.get("error"):
+    if isinstance(error := manifest.get("error"), dict):
         print(f"error: {error.get('ename')}: {error.get('evalue')}")
     wall = manifest.get("wall_time_s")
     print(f"wall time: {wall:.1f} s" if isinstance(wall, (int, float)) else "wall time: -")
     print("parameters:")
     for name, value in manifest.get("parameters", {}).items():
         print(f"  {name} = {value!r}")
-    metrics = read_json(run_dir / jobs.METRICS) if (run_dir / jobs.METRICS).is_file() else None
+    metrics = read_json(run_dir / jobs.METRICS, None)
+    metrics = metrics if isinstance(metrics, dict) else None
     print("metrics:" if metrics is not None else "metrics: none written")
     width = max(map(len, metrics or {}), default=0)
     for name, value in (metrics or {}).items():
@@ -158,6 +163,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except jobs.RunFailed as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 128 + exc.signal if exc.signal else 1
+    except BrokenPipeError:  # `gentools show DIR | head`
+        return 1
+    except OSError as exc:  # a folder that cannot be made or written, a full disk
+        where = exc.filename or "a file"
+        full = jobs.OS_STATUS.get(exc.errno) == "out of disk"
+        print(f"error: cannot write {where}: {exc.strerror or exc}\n"
+              + ("next: free space on that disk, or choose another --out DIR" if full else
+                 "next: choose a folder you can write with --out DIR"), file=sys.stderr)
+        return 1
 
 
 if __name__ == "__main__":

@@ -10,6 +10,7 @@ run that did not complete; ``record`` is what a notebook calls to write ``metric
 from __future__ import annotations
 
 import contextlib
+import errno
 import hashlib
 import itertools
 import json
@@ -17,42 +18,67 @@ import math
 import numbers
 import os
 import platform
+import re
 import shutil
 import signal
 import time
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
 from gentools import signals
-from gentools.files import read_json, sha256_file, write_json
+from gentools.files import atomic_write, read_json, sha256_file, write_json
 from gentools.params import ParameterError, find_notebook, notebook_parameters, validate
 
 MANIFEST = "manifest.json"
 METRICS = "metrics.json"
 ENVIRONMENT = "environment.json"
 OUT_DIR = "out_dir"
+LOCK = ".lock"  # held (flock) by the one process that runs or resumes the folder's run
+RESERVE = ".reserve"  # room kept on the disk for the last manifest, freed just before it
+RESERVE_BYTES = 64 * 1024
+PARTIAL = ".partial.ipynb"  # what papermill writes while the run goes on: vae.partial.ipynb
+# errno -> the run's status when writing a file fails with it
+OS_STATUS = {errno.ENOSPC: "out of disk", errno.EDQUOT: "out of disk", errno.EFBIG: "out of disk",
+             errno.EACCES: "unwritable folder", errno.EPERM: "unwritable folder",
+             errno.EROFS: "unwritable folder"}
 
 
 class RunFailed(RuntimeError):
-    """A run ended without completing (a cell raised, the kernel died, a signal stopped it);
-    its folder keeps the executed notebook and the manifest with the error and traceback."""
+    """A run ended without completing; ``status`` says how (failed, interrupted, out of disk,
+    unwritable folder). Its message is three lines: what went wrong, where the details are,
+    and a next step that can work (a resume only where resuming can help)."""
 
     def __init__(self, run_dir: Path, executed: Path, ename: str, evalue: str,
-                 signal: int | None = None) -> None:
+                 signal: int | None = None, status: str = "failed") -> None:
         self.run_dir, self.executed_notebook = run_dir, executed
-        self.ename, self.evalue, self.signal = ename, evalue, signal
-        what = f"run interrupted by signal {signal}" if signal else "run failed"
+        self.ename, self.evalue, self.signal, self.status = ename, evalue, signal, status
+        what = {"failed": "run failed", "interrupted": "run interrupted",
+                "out of disk": "run stopped: out of disk space",
+                "unwritable folder": "run stopped: a file could not be written"}.get(status, status)
+        what += f" by signal {signal}" if signal else ""
+        details = [str(f) for f in (executed, run_dir / MANIFEST) if f.is_file()] or [str(run_dir)]
+        resume = f"resume it with: gentools run --resume {run_dir}"
+        next_step = {"out of disk": f"free space on that disk, then {resume}",
+                     "unwritable folder": f"make {run_dir} writable, then {resume}",
+                     "interrupted": resume}.get(status)
+        if next_step is None:  # a cell raised: the same run would raise again
+            next_step = resume if ename == "DeadKernelError" else (
+                "fix what the failing cell needs, then start a new run (a resume would fail "
+                "the same way)")
         super().__init__(
             f"{what} with {ename}: {evalue.splitlines()[0] if evalue else ''}\n"
             f"run folder: {run_dir}\n"
-            f"executed notebook (see the failing cell): {executed}\n"
-            f"resume it with: gentools run --resume {run_dir}"
+            f"details: {' and '.join(details)}\n{next_step}"
         )
 
 
 class NotResumable(ValueError):
-    """``resume`` was pointed at a folder that is not an unfinished run."""
+    """``resume`` was pointed at a folder that is not an unfinished run, or is busy."""
+
+
+class RunLocked(NotResumable):
+    """Another process holds the run folder's lock: it runs or resumes that run now."""
 
 
 def _utc_now() -> str:
@@ -84,6 +110,56 @@ def run_status(run_dir: str | os.PathLike[str]) -> str | None:
     return manifest.get("status") if isinstance(manifest, dict) else None
 
 
+def read_manifest(run_dir: str | os.PathLike[str]) -> dict:
+    """The run's manifest; NotResumable names the file when it is missing, is not JSON, or
+    is not a gentools manifest."""
+    path = Path(run_dir) / MANIFEST
+    try:
+        manifest = read_json(path)
+    except FileNotFoundError:
+        raise NotResumable(f"{run_dir} is not a run folder: it has no {MANIFEST}") from None
+    except (OSError, ValueError) as exc:
+        raise NotResumable(f"{path} is unreadable: {exc}") from None
+    if not isinstance(manifest, dict) or not isinstance(manifest.get("parameters"), dict):
+        raise NotResumable(f"{path} is not a gentools run manifest (no parameters mapping)")
+    return manifest
+
+
+@contextlib.contextmanager
+def locked(run_dir: Path) -> Iterator[None]:
+    """Hold the run folder's lock (an flock on ``run_dir/.lock``) for the block, or raise
+    RunLocked at once naming the process that holds it. ``run``, ``resume``, sweeps and the
+    comparison's reuse take it before they read or write anything in the folder; the
+    kernel does not inherit it, so it goes when its process dies."""
+    import fcntl
+
+    with open(run_dir / LOCK, "a+", encoding="utf-8") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            handle.seek(0)
+            raise RunLocked(f"{run_dir} is being run by another process (pid "
+                            f"{handle.read().strip() or '?'}); wait for it to end") from None
+        handle.truncate(0)
+        handle.write(str(os.getpid()))
+        handle.flush()
+        yield
+
+
+def is_locked(run_dir: str | os.PathLike[str]) -> bool:
+    """Whether a live process holds the run folder's lock (``locked``)."""
+    import fcntl
+
+    try:
+        with open(Path(run_dir) / LOCK, encoding="utf-8") as handle:
+            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return True
+    except OSError:
+        return False
+    return False
+
+
 def _make_run_dir(parent: Path, run_id: str) -> Path:
     """A new folder ``parent/run_id``, or ``run_id-2``, ``-3``... when that one exists."""
     parent.mkdir(parents=True, exist_ok=True)
@@ -110,6 +186,31 @@ def check_run(notebook: str | os.PathLike[str], parameters: Mapping[str, object]
     return values
 
 
+def check_data(notebook: str | os.PathLike[str], parameters: Mapping[str, object]) -> None:
+    """Open the data set that ``data`` (and ``data_dir``) name, before any kernel starts,
+    with the loader the notebook uses: an image data set by name, else a text file (a
+    notebook whose ``data`` defaults to "pydoc") or a folder of WAV files ("synth"). The
+    embedded default is not opened. A problem raises ParameterError naming the file."""
+    spec = notebook_parameters(find_notebook(notebook))
+    data, folder = parameters.get("data"), parameters.get("data_dir") or None
+    if "data" not in spec or data == spec["data"].default:
+        return
+    from gentools.data import audio, images, text
+
+    try:
+        if data in images.DATASETS:
+            images.load_images(str(data), folder)
+        elif spec["data"].default == "pydoc":
+            text.load_corpus(str(data))
+        elif spec["data"].default == "synth":
+            audio.load_wav_folder(str(data))
+    except (OSError, ValueError) as exc:
+        if type(exc) is ValueError and folder is None:  # the loader wants a folder
+            raise ParameterError(f"data {data!r} needs the folder of its files: give it with "
+                                 "-p data_dir DIR (nothing is downloaded)") from None
+        raise ParameterError(f"data {data!r}: {exc}") from None
+
+
 def run(notebook: str | os.PathLike[str], parameters: Mapping[str, object] | None = None,
         out: str | os.PathLike[str] | None = None, progress: bool = True,
         kernel_name: str = "python3", reuse: bool = False) -> Path:
@@ -118,52 +219,49 @@ def run(notebook: str | os.PathLike[str], parameters: Mapping[str, object] | Non
     The folder is ``<out or ./runs>/<stem>/<YYYYmmdd-HHMMSS>-<digest>[-N]`` (UTC), a new one
     each time; with ``reuse=True`` (sweeps, the comparison) it is ``<stem>/<digest>``, where a
     completed run is returned as it is and an unfinished one is emptied and run again.
-    Raises ParameterError before any kernel starts, and RunFailed when the run does not
-    complete (its manifest then says "failed" or "interrupted"; ``resume`` continues it).
+    Raises ParameterError (bad parameters or data) before any folder is made or kernel
+    starts, RunLocked when another process runs the folder, and RunFailed when the run does
+    not complete (its manifest says how; ``resume`` continues it).
     """
     source = find_notebook(notebook)
     values = check_run(source, dict(parameters or {}))
+    check_data(source, values)
     run_dir = reuse_dir(source, values, out or "runs")
     parent, digest, started = run_dir.parent, run_dir.name, _utc_now()
-    if reuse and run_status(run_dir) == "completed":
+    if reuse and run_status(run_dir) == "completed":  # a completed manifest is final
         return run_dir
-    if reuse:  # empty a folder of an unfinished run, unless a live process still runs it
-        if run_status(run_dir) == "running" and _alive(read_json(run_dir / MANIFEST)):
-            raise FileExistsError(f"{run_dir} is being run by another process")
-        shutil.rmtree(run_dir, ignore_errors=True)
-        run_dir.mkdir(parents=True)
+    if reuse:
+        run_dir.mkdir(parents=True, exist_ok=True)
     else:
         stamp = datetime.fromisoformat(started).strftime("%Y%m%d-%H%M%S")
         run_dir = _make_run_dir(parent, f"{stamp}-{digest}")
-    values[OUT_DIR] = str(run_dir)
-    manifest = dict(
-        notebook=str(source), notebook_sha256=sha256_file(source),
-        executed_notebook=f"{source.stem}.ipynb", run_id=run_dir.name, digest=digest,
-        status="running", error=None, parameters=values, seed=values.get("seed"), device=None,
-        environment=None, started_at=started, finished_at=None, wall_time_s=None, attempts=[],
-        outputs={},
-    )
-    return _attempt(source, run_dir, manifest, kernel_name, progress)
+    with locked(run_dir):
+        if reuse and run_status(run_dir) == "completed":  # it completed while we looked
+            return run_dir
+        for entry in run_dir.iterdir() if reuse else []:  # an unfinished run starts afresh
+            if entry.name != LOCK:
+                shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
+        values[OUT_DIR] = str(run_dir)
+        manifest = dict(
+            notebook=str(source), notebook_sha256=sha256_file(source),
+            executed_notebook=f"{source.stem}.ipynb", run_id=run_dir.name, digest=digest,
+            status="running", error=None, parameters=values, seed=values.get("seed"),
+            device=None, environment=None, started_at=started, finished_at=None,
+            wall_time_s=None, attempts=[], outputs={},
+        )
+        return _attempt(source, run_dir, manifest, kernel_name, progress)
 
 
 def resumable(run_dir: str | os.PathLike[str]) -> dict[str, object]:
-    """The manifest of the unfinished run in ``run_dir``: not completed, run by no live process
-    on this host, its notebook unchanged and with a ``resume`` parameter. NotResumable says
-    which of these fails. (A run without a checkpoint restarts from step 0.)"""
+    """The manifest of the unfinished run in ``run_dir``, checked as ``run`` checks a new
+    one: not completed, its notebook unchanged and with a ``resume`` parameter, its
+    parameters valid (ParameterError lists every problem) and its checkpoints the files
+    the manifest recorded (sha256). NotResumable says which check fails. (A run without a
+    checkpoint restarts from step 0.)"""
     run_dir = Path(run_dir)
-    try:
-        manifest = read_json(run_dir / MANIFEST)
-    except FileNotFoundError:
-        raise NotResumable(f"{run_dir} is not a run folder: it has no {MANIFEST}") from None
-    except (OSError, ValueError) as exc:
-        raise NotResumable(f"{run_dir / MANIFEST} is unreadable: {exc}") from None
-    if not isinstance(manifest, dict) or "parameters" not in manifest:
-        raise NotResumable(f"{run_dir / MANIFEST} is not a gentools run manifest")
-    status = manifest.get("status")
-    if status == "completed":
+    manifest = read_manifest(run_dir)
+    if manifest.get("status") == "completed":
         raise NotResumable(f"{run_dir} holds a completed run; there is nothing to resume")
-    if status == "running" and _alive(manifest):
-        raise NotResumable(f"{run_dir} is still running (process {manifest.get('pid')})")
     source = Path(str(manifest.get("notebook")))
     if not source.is_file():
         raise NotResumable(f"the run's notebook {source} no longer exists")
@@ -172,6 +270,15 @@ def resumable(run_dir: str | os.PathLike[str]) -> dict[str, object]:
                            "versions of it (start a new run instead)")
     if "resume" not in notebook_parameters(source):
         raise NotResumable(f"{source.name} has no 'resume' parameter, so it cannot resume")
+    check_run(source, {k: v for k, v in manifest["parameters"].items() if k != OUT_DIR})
+    attempts = manifest.get("attempts") or [{}]
+    recorded = manifest.get("outputs") if attempts[-1].get("status") != "running" else None
+    for name, digest in (recorded or {}).items():  # unknown after a lost try: it wrote on
+        path = run_dir / name
+        if name.endswith(".safetensors") and (not path.is_file() or sha256_file(path) != digest):
+            state = "is missing" if not path.is_file() else "differs from the file the run wrote"
+            raise NotResumable(f"checkpoint {path} {state} (sha256 in {run_dir / MANIFEST}); "
+                               f"a resume cannot use it: start a new run of {source.stem}")
     return manifest
 
 
@@ -179,32 +286,24 @@ def resume(run_dir: str | os.PathLike[str], progress: bool = True,
            kernel_name: str = "python3") -> Path:
     """Continue the unfinished run in ``run_dir`` from its last checkpoint: the notebook runs
     again there with its manifest's parameters plus ``resume=True``, and ends with the
-    metrics an uninterrupted run would have. Raises NotResumable (nothing runs) or
-    RunFailed."""
+    metrics an uninterrupted run would have. Raises NotResumable or ParameterError (nothing
+    runs), RunLocked (another process runs it) or RunFailed."""
     run_dir = Path(run_dir).resolve()
-    manifest = resumable(run_dir)
-    manifest["parameters"][OUT_DIR] = str(run_dir)
-    return _attempt(Path(str(manifest["notebook"])), run_dir, manifest, kernel_name, progress,
-                    resume=True)
-
-
-def _alive(manifest: Mapping[str, object]) -> bool:
-    """Whether the process that wrote a "running" manifest still runs on this host."""
-    pid = manifest.get("pid")
-    if manifest.get("host") != platform.node() or not isinstance(pid, int):
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    return True  # it exists (PermissionError: it exists, under another user)
+    read_manifest(run_dir)  # a folder without a run gets no lock file
+    with locked(run_dir):
+        manifest = resumable(run_dir)
+        source = Path(str(manifest["notebook"]))
+        check_data(source, manifest["parameters"])
+        manifest["parameters"][OUT_DIR] = str(run_dir)
+        return _attempt(source, run_dir, manifest, kernel_name, progress, resume=True)
 
 
 def _attempt(source: Path, run_dir: Path, manifest: dict, kernel_name: str, progress: bool,
              resume: bool = False) -> Path:
-    """Execute the notebook once into ``run_dir``, recording the try in the manifest.
-    papermill injects ``out_dir``, ``resume`` when resuming, and what differs from the
-    defaults, so the executed notebook shows what was set."""
+    """Execute the notebook once into ``run_dir`` (whose lock the caller holds), recording
+    the try in the manifest. papermill injects ``out_dir``, ``resume`` when resuming, and
+    what differs from the defaults, so the executed notebook shows what was set. It writes
+    ``<stem>.partial.ipynb``, which becomes ``<stem>.ipynb`` at the end (``_settle``)."""
     spec = notebook_parameters(source)
     injected = {k: v for k, v in manifest["parameters"].items()
                 if k == OUT_DIR or k not in spec or v != spec[k].default}
@@ -216,8 +315,16 @@ def _attempt(source: Path, run_dir: Path, manifest: dict, kernel_name: str, prog
             earlier["status"] = "lost"
     manifest["attempts"].append(attempt)
     manifest.update(status="running", error=None, pid=os.getpid(), host=platform.node())
-    write_json(run_dir / MANIFEST, manifest)
+    try:  # a full disk or a read-only folder stops the run here, before any kernel
+        (run_dir / RESERVE).write_bytes(bytes(RESERVE_BYTES))
+        write_json(run_dir / MANIFEST, manifest)
+    except OSError:
+        (run_dir / RESERVE).unlink(missing_ok=True)
+        if not resume:  # nothing of the run is there yet: leave no folder
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     executed = run_dir / str(manifest["executed_notebook"])
+    partial = executed.with_suffix(PARTIAL)
     clock = time.monotonic()
     received: list[int] = []
     managers: list = []  # the run's kernel manager, for the signal handler and the clean-up
@@ -237,25 +344,26 @@ def _attempt(source: Path, run_dir: Path, manifest: dict, kernel_name: str, prog
         try:
             with signals.handled(interrupt):
                 papermill.execute_notebook(
-                    str(source), str(executed), parameters=injected, cwd=str(source.parent),
+                    str(source), str(partial), parameters=injected, cwd=str(source.parent),
                     kernel_name=kernel_name, progress_bar=progress, log_output=False,
                     kernel_manager_class=ipc_kernel_manager(managers))
         finally:
             for manager in managers:
                 if getattr(manager, "folder", None):
                     shutil.rmtree(manager.folder, ignore_errors=True)
-            if executed.exists():
-                slim_notebook(executed)
+            _settle(partial, executed)
     except BaseException as exc:
         ename, evalue, trace = _error_of(exc)
         status = "interrupted" if received or ename == "KeyboardInterrupt" else "failed"
+        code = re.match(r"\[Errno (\d+)\]", evalue)
+        status = OS_STATUS.get(int(code[1]), status) if code else status
         error = {"ename": ename, "evalue": evalue}
         attempt.update(status=status, error={**error, "traceback": trace})
         manifest.update(status=status, error=error)
         _finish(manifest, attempt, run_dir, clock)
         if isinstance(exc, (Exception, KeyboardInterrupt)):
-            raise RunFailed(run_dir, executed, ename, evalue, received[0] if received else None) \
-                from exc
+            raise RunFailed(run_dir, executed, ename, evalue, received[0] if received else None,
+                            status) from exc
         raise
     attempt["status"] = manifest["status"] = "completed"
     _finish(manifest, attempt, run_dir, clock)
@@ -265,10 +373,11 @@ def _attempt(source: Path, run_dir: Path, manifest: dict, kernel_name: str, prog
 WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
 
 
-def slim_notebook(path: Path) -> None:
-    """Drop widget state and views from an executed notebook, in place: a headless run
-    saves only empty views plus a state that embeds plotly.js (megabytes per figure). Each
-    view keeps its text form, and the static figures stay."""
+def slim_notebook(path: Path, target: Path | None = None) -> None:
+    """Drop widget state and views from an executed notebook and write it to ``target``
+    (default: in place), atomically: a headless run saves only empty views plus a state
+    that embeds plotly.js (megabytes per figure). Each view keeps its text form, and the
+    static figures stay."""
     import nbformat
 
     nb = nbformat.read(path, as_version=4)
@@ -277,12 +386,28 @@ def slim_notebook(path: Path) -> None:
         for output in cell.get("outputs", []):
             if WIDGET_VIEW in output.get("data", {}):
                 del output["data"][WIDGET_VIEW]
-    nbformat.write(nb, path)
+    atomic_write(target or path, lambda tmp: nbformat.write(nb, tmp))
+
+
+def _settle(partial: Path, executed: Path) -> None:
+    """Turn the notebook papermill wrote into the executed notebook, slimmed; never half a
+    file: one cut short (a full disk) is deleted, and one that cannot be rewritten is
+    renamed as it is. Raises nothing."""
+    if not partial.is_file():
+        return
+    try:
+        slim_notebook(partial, executed)
+    except OSError:  # no room for the slimmed copy: the whole notebook as it is
+        with contextlib.suppress(OSError):
+            os.replace(partial, executed)
+    except Exception:  # not a notebook: papermill's write was cut short
+        pass
+    partial.unlink(missing_ok=True)
 
 
 def _error_of(exc: BaseException) -> tuple[str, str, str]:
     """(name, value, traceback text) of what ended a run: the failing cell's error when a
-    cell raised, else the exception itself (a dead kernel, a signal)."""
+    cell raised, else the exception itself (a dead kernel, a signal, a full disk)."""
     from papermill.exceptions import PapermillExecutionError
 
     if isinstance(exc, PapermillExecutionError):
@@ -293,15 +418,18 @@ def _error_of(exc: BaseException) -> tuple[str, str, str]:
 
 
 def _finish(manifest: dict, attempt: dict, run_dir: Path, clock: float) -> None:
+    """Write the manifest's last word on this try, first freeing the room kept for it."""
     environment = read_json(run_dir / ENVIRONMENT, None)  # None: the run stopped before it
     manifest["environment"] = environment
     manifest["device"] = environment.get("device") if isinstance(environment, dict) else None
     attempt["finished_at"] = manifest["finished_at"] = _utc_now()
     attempt["wall_time_s"] = round(time.monotonic() - clock, 3)
     manifest["wall_time_s"] = round(sum(a.get("wall_time_s") or 0 for a in manifest["attempts"]), 3)
+    (run_dir / RESERVE).unlink(missing_ok=True)
     manifest["outputs"] = {
         path.relative_to(run_dir).as_posix(): sha256_file(path)
         for path in sorted(run_dir.rglob("*")) if path.is_file() and path != run_dir / MANIFEST
+        and not path.name.startswith(".")
     }
     write_json(run_dir / MANIFEST, manifest)
 

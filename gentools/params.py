@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import ast
 import difflib
+import functools
 import io
 import json
 import os
@@ -254,8 +255,18 @@ def parse_parameters_source(source: str, origin: str | None = None) -> dict[str,
 
 def notebook_parameters(path: str | os.PathLike[str]) -> dict[str, Param]:
     """Parse a notebook's single ``parameters``-tagged code cell (read as plain JSON: every
-    notebook calls this first, and importing nbformat would add about a second)."""
+    notebook calls this first, and importing nbformat would add about a second). The
+    parse is kept while the file is unchanged: a sweep checks thousands of runs."""
     path = Path(path)
+    try:
+        stat = path.stat()
+    except OSError:
+        stat = None  # read_text below raises the error naming the file
+    return dict(_parameters_of(path, stat and (stat.st_mtime_ns, stat.st_size)))
+
+
+@functools.lru_cache(maxsize=64)
+def _parameters_of(path: Path, version: object) -> dict[str, Param]:
     try:
         cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
         tagged = [cell for cell in cells if cell["cell_type"] == "code"

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import csv
 import itertools
+import math
 import os
 import uuid
 from collections.abc import Mapping, Sequence
@@ -27,6 +28,7 @@ SPEC_KEYS = ("name", "notebooks", "base", "grid", "sets", "seeds", "retries", "m
 GPU = "GPU"  # the Dask worker resource a GPU run asks for
 SWEEPS = "sweeps"  # <out>/sweeps/<name>/ holds a sweep's table and figure
 RESULTS, SUMMARY = "results.csv", "summary.html"
+MAX_RUNS = 5000  # a spec of more runs is refused (gentools sweep --max-runs)
 
 
 class SpecError(ParameterError):
@@ -64,7 +66,7 @@ class Sweep:
 # --- the spec --------------------------------------------------------------------------
 
 
-def load_spec(path: str | os.PathLike[str]) -> Sweep:
+def load_spec(path: str | os.PathLike[str], max_runs: int = MAX_RUNS) -> Sweep:
     """Read a YAML sweep spec and check it (``parse_spec``)."""
     import yaml
 
@@ -72,12 +74,14 @@ def load_spec(path: str | os.PathLike[str]) -> Sweep:
         data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
     except yaml.YAMLError as exc:
         raise SpecError(f"sweep spec {path}: not valid YAML: {exc}") from None
-    return parse_spec(data, name=Path(path).stem, where=f"sweep spec {path}")
+    return parse_spec(data, name=Path(path).stem, where=f"sweep spec {path}", max_runs=max_runs)
 
 
-def _entries(data: Mapping, problems: list[str]) -> tuple[dict, list, list | None, int]:
+def _entries(data: Mapping, problems: list[str], max_runs: int) -> tuple[dict, list, list | None,
+                                                                     int]:
     """The spec's shape-checked pieces: ``{notebook: its values}``, ``[(label, values)]`` of
-    the base, grid points and sets, the seeds (or None) and the retries."""
+    the base, grid points and sets, the seeds (or None) and the retries. The runs are
+    counted before the grid is expanded: more than ``max_runs`` raises SpecError at once."""
 
     def mapping(value: object, where: str) -> dict:
         if value is None or isinstance(value, Mapping) and all(isinstance(k, str) for k in value):
@@ -96,24 +100,31 @@ def _entries(data: Mapping, problems: list[str]) -> tuple[dict, list, list | Non
         notebooks = {str(k): mapping(v, f"notebooks.{k}") for k, v in names.items()}
     else:
         problems.append("notebooks: expected a notebook name, a list of names, or a mapping")
-    entries = [("base", mapping(data.get("base"), "base"))]
     grid = mapping(data.get("grid"), "grid")
     bad = [k for k, v in grid.items() if not isinstance(v, list) or not v]
     problems.extend(f"grid.{k}: expected a non-empty list of values" for k in bad)
-    for combo in itertools.product(*grid.values()) if grid and not bad else []:
-        point = dict(zip(grid, combo, strict=True))
-        label = ", ".join(f"{k}: {v!r}" for k, v in point.items())
-        entries.append((f"grid point {{{label}}}", point))
     sets = data.get("sets") or []
     if not isinstance(sets, list):
         problems.append("sets: expected a list of parameter mappings")
         sets = []
-    entries += [(f"sets[{i}]", mapping(v, f"sets[{i}]")) for i, v in enumerate(sets)]
     seeds = data.get("seeds")
     seeds = [seeds] if isinstance(seeds, int) and not isinstance(seeds, bool) else seeds
     if seeds is not None and (not isinstance(seeds, list) or not seeds):
         problems.append("seeds: expected an integer or a non-empty list of integers")
         seeds = None
+    points = math.prod(len(v) for v in grid.values()) if grid and not bad else 0
+    count = len(notebooks) * max(1, points + len(sets)) * len(seeds or [None])
+    if count > max_runs:
+        raise SpecError(f"it makes {count:,} runs ({len(notebooks)} notebook(s) x ({points:,} "
+                        f"grid points + {len(sets)} sets) x {len(seeds or [None])} seed(s)), "
+                        f"more than the limit of {max_runs:,}; split it into smaller sweeps, "
+                        "or raise the limit with --max-runs N")
+    entries = [("base", mapping(data.get("base"), "base"))]
+    for combo in itertools.product(*grid.values()) if points else []:
+        point = dict(zip(grid, combo, strict=True))
+        label = ", ".join(f"{k}: {v!r}" for k, v in point.items())
+        entries.append((f"grid point {{{label}}}", point))
+    entries += [(f"sets[{i}]", mapping(v, f"sets[{i}]")) for i, v in enumerate(sets)]
     problems.extend(f"seeds[{i}]: expected an integer (got {s!r})" for i, s in
                     enumerate(seeds or []) if isinstance(s, bool) or not isinstance(s, int))
     if seeds and len(set(map(repr, seeds))) != len(seeds):
@@ -146,10 +157,12 @@ def _checked(notebook: Path, where: str, values: Mapping, problems: list[str]) -
     return {k: full[k] for k in typed}
 
 
-def parse_spec(data: object, name: str = "sweep", where: str = "sweep spec") -> Sweep:
+def parse_spec(data: object, name: str = "sweep", where: str = "sweep spec",
+               max_runs: int = MAX_RUNS) -> Sweep:
     """Check a spec (the YAML's data) and expand it into runs, or raise SpecError naming
-    every bad entry. The runs are, for each notebook, each grid point then each set (or
-    the base alone when there are neither), each over every seed."""
+    every bad entry, or the number of runs when it passes ``max_runs``. The runs are, for
+    each notebook, each grid point then each set (or the base alone when there are
+    neither), each over every seed."""
     if not isinstance(data, Mapping):
         raise SpecError(f"{where}: expected a mapping with keys {', '.join(SPEC_KEYS)}")
     problems: list[str] = []
@@ -161,7 +174,10 @@ def parse_spec(data: object, name: str = "sweep", where: str = "sweep spec") -> 
         problems.append(f"name: expected a folder name (got {sweep_name!r})")
     if metric is not None and not isinstance(metric, str):
         problems.append(f"metric: expected a metric name (got {metric!r})")
-    notebooks, entries, seeds, retries = _entries(data, problems)
+    try:
+        notebooks, entries, seeds, retries = _entries(data, problems, max_runs)
+    except SpecError as exc:
+        raise SpecError(f"{where}: {exc}") from None
     found: list[Job] = []
     for stem, own in notebooks.items() if not problems else []:
         try:

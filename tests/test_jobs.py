@@ -110,6 +110,7 @@ def test_run_folder_layout(two_runs: tuple[Path, Path]) -> None:
     assert RUN_ID.match(run_dir.name)
     files = sorted(p.relative_to(run_dir).as_posix() for p in run_dir.rglob("*") if p.is_file())
     assert files == [
+        ".lock",  # the run folder's lock, left for whoever runs it next
         "ckpt/model.safetensors",
         "environment.json",
         "manifest.json",
@@ -358,9 +359,31 @@ def test_cli_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     assert re.search(r"^  acc\s+0\.25$", out, re.M) and re.search(r"^  loss\s+0\.5$", out, re.M)
 
 
-def test_cli_show_missing_manifest(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+@pytest.mark.parametrize(("text", "message"), [
+    (None, "is not a run folder: it has no manifest.json"),
+    ('{"status": "runn', "manifest.json is unreadable: Unterminated string"),
+    ('["a", "list"]', "manifest.json is not a gentools run manifest"),
+    ('{"parameters": 3}', "manifest.json is not a gentools run manifest"),
+])
+def test_cli_show_refuses_a_missing_or_broken_manifest_in_one_line(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], text: str | None, message: str
+) -> None:
+    if text is not None:
+        (tmp_path / "manifest.json").write_text(text)
     assert cli.main(["show", str(tmp_path)]) == 2
-    assert "manifest.json does not exist" in capsys.readouterr().err
+    err = capsys.readouterr().err
+    assert message in err and str(tmp_path) in err and len(err.splitlines()) == 1
+
+
+def test_cli_show_says_lost_when_no_process_holds_a_running_run(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    write_json(tmp_path / "manifest.json", {"status": "running", "parameters": {}})
+    assert cli.main(["show", str(tmp_path)]) == 0
+    assert "status: lost (the process that ran it is gone" in capsys.readouterr().out
+    with jobs.locked(tmp_path):
+        assert cli.main(["show", str(tmp_path)]) == 0
+        assert "status: running" in capsys.readouterr().out.splitlines()
 
 
 # --- helpers -----------------------------------------------------------------------------
@@ -426,19 +449,18 @@ def test_a_run_that_a_live_process_runs_is_neither_resumed_nor_emptied(
     notebooks: Path, tmp_path: Path, no_kernel: None
 ) -> None:
     import os
-    import platform
 
     params = jobs.check_run("tiny", {})
     run_dir = tmp_path / "out" / "tiny" / jobs.run_digest(notebooks / "tiny.ipynb", params)
     run_dir.mkdir(parents=True)
     write_json(run_dir / "manifest.json", {
-        "status": "running", "parameters": params, "pid": os.getpid(), "host": platform.node(),
-        "notebook": str(notebooks / "tiny.ipynb")})
+        "status": "running", "parameters": params, "notebook": str(notebooks / "tiny.ipynb")})
     (run_dir / "checkpoint.safetensors").write_bytes(b"weights")
-    with pytest.raises(jobs.NotResumable, match="still running"):
-        jobs.resume(run_dir)
-    with pytest.raises(FileExistsError, match="another process"):
-        jobs.run("tiny", {}, out=tmp_path / "out", reuse=True)
+    with jobs.locked(run_dir):  # as the process that runs it holds it
+        with pytest.raises(jobs.RunLocked, match=f"another process \\(pid {os.getpid()}\\)"):
+            jobs.resume(run_dir)
+        with pytest.raises(jobs.RunLocked, match="being run by another process"):
+            jobs.run("tiny", {}, out=tmp_path / "out", reuse=True)
     assert (run_dir / "checkpoint.safetensors").read_bytes() == b"weights"
 
 
