@@ -110,6 +110,18 @@ BENCHMARKS = [
               "for all test images at once, so it swung with the seed (72.6 to 103.3); each "
               "image now draws its own t (the diffusion job above), and the next run of this "
               "benchmark replaces that column."),
+    Benchmark("fashion", "Quality", "VAE, PixelCNN and flow on 28x28 Fashion-MNIST",
+              ("benchmarks/fashion.py",),
+              "Test bits/dim over 256 levels on the 10,000 test images with nothing but "
+              "`-p data fashion-mnist` (Debian's dataset-fashion-mnist). Targets: each job <= 15 "
+              "min of wall time, evaluation included; PixelCNN <= 2.95 (aim 2.8); the flow's and "
+              "the VAE's bounds <= 3.8 (aim 3.5); all below the per-pixel histogram (4.59). "
+              "First the PixelCNN's training rate against a straightforward gated PixelCNN of "
+              "about the same size (target >= 1.5x). Anchors: Glow 3.14 bits/dim on 8-bit "
+              "Fashion-MNIST (Kirichenko et al. 2020, a 2-scale Glow on a GPU); on MNIST gated "
+              "PixelCNN 0.808 (UvA DL tutorial 12), multiscale flow 1.02 (UvA tutorial 11), Glow "
+              "1.05, RealNVP 1.06. `python benchmarks/fashion.py --designs --no-jobs "
+              "--no-throughput` re-measures the design tables."),
     Benchmark("bert", "Quality", "BERT where the input hides the answer",
               ("benchmarks/transformers.py", "--parts", "bert"),
               "The BERT notebook's defaults trained in `train.fit`; val scored with one seeded "
