@@ -270,6 +270,10 @@ class Diffusion(GenerativeModel):
                     pe.lerp_(p, 1 - self.config.ema)
         return out
 
+    @property
+    def averaged_weights(self) -> bool:
+        return self.ema_net is not None
+
     def denoiser(self) -> nn.Module:
         """The trained network while training, its weight average in eval mode."""
         return self.net if self.training or self.ema_net is None else self.ema_net
