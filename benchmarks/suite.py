@@ -141,7 +141,8 @@ BENCHMARKS = [
               "the most frequent token at the same positions. "
               "GPT's default is 1200 steps; the val loss target (<= 1.42 nats/char) is for "
               "nanoGPT's 2000 iterations, measured under \"GPT training step against "
-              "nanoGPT's\"."),
+              "nanoGPT's\". NOTE: the record of 2026-12-03 ran BERT's earlier default of 1000 "
+              "steps; the default is now 850, for margin under 120 s."),
 ]
 
 
