@@ -76,8 +76,7 @@ BENCHMARKS = [
               "both samplers, <= 120 s, >= 90% of notes within a semitone of the pitch asked "
               "for at temperature 1.0 (the model's own notes; the default temperature 0.2 is "
               "reported beside it); test bits/sample beside the uniform, histogram and "
-              "noise-floor baselines. NOTE: the record of 2026-12-03 predates the figure at "
-              "temperature 1.0 and the control; its pitch column is at temperature 0.2."),
+              "noise-floor baselines."),
     Benchmark("gpt_kv", "Speed", "GPT generation with and without the KV cache",
               ("benchmarks/transformers.py", "--parts", "kv"),
               "256 new tokens, context 256, with and without the cache, alternated; median of "
