@@ -82,7 +82,8 @@ def _rows(fam, meta):
 ANCHORS = (  # (metrics.json key, what it is, unit, decimals)
     ("baseline_histogram_nll", "per-pixel 17-way histogram", " nats", 2),
     ("baseline_uniform_nll", "uniform", " nats", 1),
-    ("fcd_train_vs_test", "real training vs test digits, Fréchet classifier distance", "", 2),
+    ("fcd_heldout_reference", "reference: real validation vs test digits (both unseen by the"
+     " classifier), Fréchet classifier distance", "", 2),
 )
 
 

@@ -105,7 +105,7 @@ def main() -> None:
     for name, (_data, build, batch, unit) in models.items():
         ms = statistics.median(rounds[name]) * 1000
         spread = (max(rounds[name]) - min(rounds[name])) / statistics.median(rounds[name])
-        params = sum(p.numel() for p in build().parameters())
+        params = build().num_parameters()  # trained parameters
         print(f"| {name} | {params:,} | {batch} {unit} | {ms:.1f} | {batch / ms * 1000:,.0f} "
               f"{unit}/s | {spread:.0%} |")
 

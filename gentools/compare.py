@@ -6,7 +6,9 @@ runs it there with `jobs.run`; the digest covers the notebook's bytes and the pa
 
 Each run gives one row of per-seed values, all read from the run itself:
 - parameters: counted on the model rebuilt from the run's checkpoint (every network trained,
-  so the GAN counts its discriminator and the flow its dequantizer);
+  so the GAN counts its discriminator and the flow its dequantizer; a weight average is not
+  trained and not counted), with two facts of that model that weigh on a ranking: whether it
+  trained with the digit labels, and whether it samples with averaged weights (EMA);
 - training seconds and the test NLL (nats per image and bits/dim): the run's metrics.json,
   with the kind of number (exact or a bound) given by the family;
 - the Frechet classifier distance of samples to the test digits and the class coverage: the
@@ -90,6 +92,8 @@ class Result:
     run: Path  # the run folder
     reused: bool  # True: found completed in the runs folder; False: run now
     parameters: int  # trainable numbers in the model
+    labels_seen: bool  # trained with the class labels
+    ema: bool  # evaluated and sampled with a moving average of its weights
     values: dict[str, float]  # COLUMNS keys -> this run's value (NaN where the family has none)
     quality_source: str  # "recorded by the notebook" or "computed from the checkpoint"
     n_samples: int  # samples behind fcd and the coverage
@@ -150,7 +154,8 @@ def read_result(fam: Family, run: Path, reused: bool, n_samples: int) -> Result:
               "nll": recorded[fam.nll_key] if fam.nll_key else math.nan,
               "bpd": recorded[fam.bpd_key] if fam.bpd_key else math.nan}
     kind = fam.kind + (f" ({fam.detail.format(**params)})" if fam.detail else "")
-    return Result(fam, seed, run, reused, model.num_parameters(), values, source, n, kind, grid)
+    return Result(fam, seed, run, reused, model.num_parameters(), model.labels_seen,
+                  model.averaged_weights, values, source, n, kind, grid)
 
 
 def collect(families: Sequence[Family], seeds: Sequence[int], size: str, runs_dir: str | Path,
@@ -188,17 +193,21 @@ def format_mean_std(mean: float, std: float, decimals: int, n: int) -> str:
 
 
 def summarise(results: Sequence[Result]) -> dict[str, dict]:
-    """{family name: {"n", "parameters", "kind", "quality_source", "n_samples", column: (mean,
-    std)}}, in the order the families first appear."""
+    """{family name: {"n", "parameters", "labels_seen", "ema", "kind", "quality_source",
+    "n_samples", column: (mean, std)}}, in the order the families first appear."""
     out: dict[str, dict] = {}
     for fam in dict.fromkeys(r.family for r in results):
         rows = [r for r in results if r.family == fam]
-        counts = {r.parameters for r in rows}
-        if len(counts) != 1:
-            raise ValueError(f"{fam.name}: the seeds disagree on the parameter count {counts}")
+        facts = {}
+        for key, what in (("parameters", "parameter count"), ("labels_seen", "use of labels"),
+                          ("ema", "use of EMA")):
+            seen = {getattr(r, key) for r in rows}
+            if len(seen) != 1:
+                raise ValueError(f"{fam.name}: the seeds disagree on the {what} {seen}")
+            facts[key] = seen.pop()
         out[fam.name] = {
             "n": len(rows),
-            "parameters": counts.pop(),
+            **facts,
             "kind": " / ".join(dict.fromkeys(r.kind for r in rows)),
             "quality_source": " / ".join(dict.fromkeys(r.quality_source for r in rows)),
             "n_samples": " / ".join(str(n) for n in dict.fromkeys(r.n_samples for r in rows)),
@@ -209,13 +218,15 @@ def summarise(results: Sequence[Result]) -> dict[str, dict]:
 
 def markdown_table(summary: dict[str, dict]) -> str:
     """The comparison as a markdown table: one row per family, mean ± std over the seeds."""
-    head = ["model", "parameters", *(title for _, title, _ in COLUMNS), "kind of NLL",
-            "samples", "seeds"]
+    head = ["model", "trained parameters", "labels seen", "EMA",
+            *(title for _, title, _ in COLUMNS), "kind of NLL", "samples", "seeds"]
+    yes = lambda flag: "yes" if flag else "no"  # noqa: E731
     lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
     for name, s in summary.items():
         cells = [format_mean_std(*s[key], decimals, s["n"]) for key, _, decimals in COLUMNS]
         lines.append("| " + " | ".join(
-            [name, f"{s['parameters']:,}", *cells, s["kind"], s["n_samples"], str(s["n"])]
+            [name, f"{s['parameters']:,}", yes(s["labels_seen"]), yes(s["ema"]), *cells,
+             s["kind"], s["n_samples"], str(s["n"])]
         ) + " |")
     return "\n".join(lines)
 

@@ -1,12 +1,16 @@
 """The live training monitor: a callback for `gentools.train.fit` that draws curves, samples
 and a working Stop button in a notebook, and leaves a static figure and the last sample grid
-behind under papermill.
+behind once training ends.
 
     mon = Monitor(sample=lambda: model.sample(16), metrics=("loss",))
     fit(model, data, cfg, callbacks=[mon])  # shows itself at on_start if not displayed yet
 
 The monitor never imports a model: it reads `state` (step, history, cfg.steps, stop) and calls
 the `sample` callable it is handed.
+
+At the end of training the live figure and sample grid leave the widget, and a static copy of
+each is displayed below it: papermill does not save a widget's updates, so an executed
+notebook keeps the static copies, and a live session shows each picture once, not twice.
 
 Cost: `on_step` only records a timestamp; the figure, the status line and the kernel's pending
 UI messages are processed at most once per `redraw_every` seconds, and always at `on_eval`
@@ -77,7 +81,9 @@ class Monitor:
 
     Display: the monitor is shown by `display(mon)` or as a cell's last value
     (`_ipython_display_`); if it has not been shown when training starts, on_start shows it.
-    `mon.widget` is the VBox, `mon.fig` the FigureWidget, `mon.figure()` a static copy.
+    `mon.widget` is the VBox, `mon.fig` the FigureWidget, `mon.figure()` a static copy. The
+    live figure and grid (`mon.live`, the grid only with a `sample` callable) are in the VBox
+    while training runs; on_end swaps them for their static copies.
     """
 
     def __init__(self, sample=None, metrics=("loss",), redraw_every: float = 1.0, title: str = ""):
@@ -127,8 +133,10 @@ class Monitor:
         self.stop_button = widgets.Button(description="Stop", icon="stop", button_style="danger")
         self.out = widgets.Output()  # errors raised in widget callbacks appear here
         self.stop_button.on_click(self.out.capture()(self._on_stop))
-        bar = widgets.HBox([self.stop_button, self.status])
-        self.widget = widgets.VBox([bar, widgets.HBox([self.fig, self.samples]), self.out])
+        self.bar = widgets.HBox([self.stop_button, self.status])
+        pictures = [self.fig] if self.sample is None else [self.fig, self.samples]  # no empty grid
+        self.live = widgets.HBox(pictures)
+        self.widget = widgets.VBox([self.bar, self.live, self.out])
 
     def _on_stop(self, _button=None) -> None:
         if self._state is not None:
@@ -146,6 +154,7 @@ class Monitor:
         self.stop_button.disabled, self.stop_button.description = False, "Stop"
         now = time.perf_counter()
         self._times.append((state.step, now))
+        self.widget.children = (self.bar, self.live, self.out)
         if not self._displayed:
             self._displayed = True
             _show(self.widget)
@@ -167,6 +176,7 @@ class Monitor:
         self._redraw(state)
         self.stop_button.disabled = True
         self.stop_button.description = "Stopped" if state.stop else "Finished"
+        self.widget.children = (self.bar, self.out)  # the static copies below take their place
         _show(self.figure())
         if self._last_samples is not None:  # widgets are not saved by papermill; a PNG is
             _show(picture(self._last_samples))

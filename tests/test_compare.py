@@ -31,18 +31,18 @@ def test_format_mean_std():
     assert compare.format_mean_std(math.nan, math.nan, 2, 3) == "–"  # the GAN's NLL
 
 
-def fake_result(fam, seed, nll, fcd, parameters=100):
+def fake_result(fam, seed, nll, fcd, parameters=100, labels=False, ema=False):
     values = {key: float(seed) for key, _, _ in compare.COLUMNS}
     values.update(nll=nll, bpd=nll, fcd=fcd)
     return compare.Result(fam, seed, Path(f"/runs/{fam.notebook}/{seed}"), True, parameters,
-                          values, "recorded by the notebook", 1000, fam.kind,
+                          labels, ema, values, "recorded by the notebook", 1000, fam.kind,
                           torch.zeros(32, 1, 8, 8))
 
 
 def test_table_shows_mean_and_std_over_seeds_per_family():
     vae, gan = compare.family("vae"), compare.family("GAN")
     results = [fake_result(vae, s, nll, 30.0 + s) for s, nll in enumerate((86.0, 87.0, 88.0))]
-    results += [fake_result(gan, s, math.nan, 29.0) for s in range(3)]
+    results += [fake_result(gan, s, math.nan, 29.0, 2000, labels=True, ema=True) for s in range(3)]
     summary = compare.summarise(results)
     assert summary["VAE"]["nll"] == (87.0, 1.0) and summary["VAE"]["n"] == 3
     table = compare.markdown_table(summary)
@@ -50,6 +50,10 @@ def test_table_shows_mean_and_std_over_seeds_per_family():
     gan_row = next(line for line in table.splitlines() if line.startswith("| GAN |"))
     assert "| 87.00 ± 1.00 |" in vae_row and "| 31.00 ± 1.00 |" in vae_row
     assert "| – | – |" in gan_row and "| 29.00 ± 0.00 |" in gan_row
+    head = table.splitlines()[0]
+    assert head.startswith("| model | trained parameters | labels seen | EMA |")
+    assert vae_row.startswith("| VAE | 100 | no | no |")
+    assert gan_row.startswith("| GAN | 2,000 | yes | yes |")
     flat = compare.flat_metrics(summary)
     assert flat["vae_nll_mean"] == 87.0 and "gan_nll_mean" not in flat
 
@@ -58,6 +62,9 @@ def test_seeds_must_agree_on_the_parameter_count():
     vae = compare.family("vae")
     results = [fake_result(vae, 0, 86.0, 30.0, 100), fake_result(vae, 1, 86.0, 30.0, 101)]
     with pytest.raises(ValueError, match="parameter count"):
+        compare.summarise(results)
+    results = [fake_result(vae, 0, 86.0, 30.0, ema=True), fake_result(vae, 1, 86.0, 30.0)]
+    with pytest.raises(ValueError, match="use of EMA"):
         compare.summarise(results)
 
 

@@ -244,3 +244,13 @@ def test_unet_network_shapes():
     out = model.loss((x, torch.arange(3)))
     assert out["loss"].shape == () and math.isfinite(out["loss"].item())
     assert model.sample(2, steps=3).shape == (2, 1, 8, 8)
+
+
+def test_parameters_count_the_trained_network_not_its_weight_average():
+    model = Diffusion.from_size("tiny")
+    trained = sum(p.numel() for p in model.net.parameters())
+    assert model.ema_net is not None and model.num_parameters() == trained
+    assert model.averaged_weights and model.labels_seen
+    plain = Diffusion.from_size("tiny", ema=0.0)
+    assert plain.num_parameters() == trained and not plain.averaged_weights
+    assert not Diffusion.from_size("tiny", num_classes=0).labels_seen

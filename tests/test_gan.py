@@ -176,3 +176,9 @@ def test_latent_directions_are_the_principal_axes_of_the_first_layer():
     assert torch.all(gains[:-1] >= gains[1:])
     top = torch.linalg.eigvalsh(w @ w.T)[-1]
     assert gains[0] ** 2 == pytest.approx(top.item(), rel=1e-4)
+
+
+@pytest.mark.parametrize("conditional", [False, True])
+def test_labels_seen_only_when_conditional(conditional):
+    model = GAN.from_size("tiny", conditional=conditional)
+    assert model.labels_seen == conditional and not model.averaged_weights

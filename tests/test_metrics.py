@@ -13,6 +13,7 @@ from gentools.metrics import (
     digits_classifier,
     frechet_classifier_distance,
     frechet_distance,
+    heldout_reference_fcd,
 )
 
 FAST = ClassifierConfig(steps=60)  # a quick classifier: the properties hold for any weights
@@ -82,6 +83,16 @@ def test_classifier_distance_properties(digits):
     assert frechet_classifier_distance(train, shifted, clf) > 2 * ab
     noise = torch.rand(447, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     assert frechet_classifier_distance(train, noise, clf) > 10 * ab
+
+
+def test_heldout_reference_compares_two_splits_the_classifier_never_saw(digits):
+    train, test, _ = digits
+    clf = digits_classifier(FAST)
+    val = load_images("digits").val.tensors[0] / 16
+    reference = heldout_reference_fcd(clf)
+    assert reference == pytest.approx(frechet_classifier_distance(val, test, clf), rel=1e-9)
+    assert reference != pytest.approx(frechet_classifier_distance(train, test, clf), rel=1e-3)
+    assert 0 < reference
 
 
 def test_class_coverage_is_a_histogram_of_predictions(digits):

@@ -300,3 +300,21 @@ def test_stop_button_support_degrades_with_one_warning_on_unknown_ipykernel(monk
         with warnings.catch_warnings():
             warnings.simplefilter("error")  # said once, then quiet
             assert asyncio.run(in_a_cell()) == 0
+
+
+def test_the_live_pictures_give_way_to_their_static_copies_at_the_end(shown):
+    mon = Monitor(sample=lambda: torch.full((4, 1, 8, 8), 0.25), redraw_every=1e9)
+    state = make_state()
+    mon.on_start(state)
+    assert mon.fig in mon.live.children and mon.samples in mon.live.children
+    assert mon.live in mon.widget.children
+    run(mon, state)
+    assert mon.live not in mon.widget.children  # one figure and one grid: the static ones
+    assert len([o for o in shown if isinstance(o, go.Figure)]) == 1
+    mon.on_start(state)  # training again shows the live pictures again
+    assert mon.live in mon.widget.children
+
+
+def test_no_sample_callable_no_empty_image():
+    mon = Monitor()
+    assert mon.samples not in mon.live.children and mon.fig in mon.live.children

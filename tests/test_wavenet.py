@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 import torch
 
-from gentools import repro
+from gentools import checkpoint, jobs, repro
 from gentools.data.audio import load_audio
+from gentools.files import read_json
 from gentools.models.wavenet import WaveNet, draw
-from gentools.train import TrainConfig, fit
+from gentools.params import find_notebook, tiny_parameters
+from gentools.train import TrainConfig, fit, load_model
 
 
 @pytest.fixture(scope="module")
@@ -159,3 +161,18 @@ def test_the_pitch_sinusoids_change_the_prediction_but_not_causality(tiny):
     assert not torch.allclose(a, b)
     later = tiny(codes[:, 10:], idx, idx, torch.tensor([0]), start=10)  # same clip time
     assert torch.allclose(later[:, :, tiny.receptive_field :], a[:, :, 10 + tiny.receptive_field :])
+
+
+@pytest.mark.slow
+def test_job_checks_the_pitch_at_temperature_one_and_runs_without_the_clock(tmp_path):
+    """The pitch is judged at the default temperature and at 1.0 (the model's own notes), both
+    recorded with the notes; `clock false` trains the same network without the clock."""
+    params = {**tiny_parameters(find_notebook("wavenet")), "clock": False}
+    run = jobs.run("wavenet", params, out=tmp_path, progress=False)
+    m = read_json(run / jobs.METRICS)
+    assert m["pitch_temperature"] == 0.2
+    assert 0 <= m["pitch_within_semitone_t1"] <= 1 and "pitch_median_abs_cents_t1" in m
+    notes, meta = checkpoint.load(run / "notes.safetensors")
+    assert set(notes) == {"T0.2", "T1.0"} and len(meta["midi"]) == params["pitch_notes"]
+    assert not torch.equal(notes["T0.2"], notes["T1.0"])  # two temperatures, two draws
+    assert load_model(WaveNet, run / "checkpoint.safetensors").config.harmonics == 0

@@ -63,4 +63,16 @@ class GenerativeModel(nn.Module):
         raise NotImplementedError
 
     def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
+        """The numbers training updates: parameters with requires_grad, so a frozen copy (the
+        diffusion model's weight average) is not counted twice."""
+        return sum(p.numel() for p in self.parameters() if p.requires_grad)
+
+    @property
+    def labels_seen(self) -> bool:
+        """Does training see the class labels? A config with num_classes > 0 is conditional."""
+        return getattr(self.config, "num_classes", 0) > 0
+
+    @property
+    def averaged_weights(self) -> bool:
+        """Do evaluation and sampling use a moving average of the weights (EMA)? None here."""
+        return False

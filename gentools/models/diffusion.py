@@ -24,7 +24,8 @@ NOTE: the network does not output eps or v (unless output="direct"). It outputs 
   pixel, log N(x_t; a_t v, s_t^2) for x_t = a_t x_0 + s_t eps, before the softmax; x0_hat is the
   mean level and eps_hat = (x_t - a_t x0_hat) / s_t (v_hat = (x_t - x0_hat) / t). At low noise the
   likelihood term pins x0_hat to the right level, which the bound's many small-t terms need: on
-  the digits the bound fell from 218 to 103 nats at equal training (benchmarks/diffusion.py).
+  the digits the bound fell from 218 to 103 nats at equal training (benchmarks/diffusion.py,
+  measured with an earlier estimator that drew one t per stratum for all images at once).
   The softmax over categories follows Dieleman et al. 2022 (https://arxiv.org/abs/2211.15089);
   the same categorical is the decoder P(x_0 | x_1).
 NOTE: images are scaled to [-1, 1]; samples are put on the data's levels at the end.
@@ -270,6 +271,10 @@ class Diffusion(GenerativeModel):
                     pe.lerp_(p, 1 - self.config.ema)
         return out
 
+    @property
+    def averaged_weights(self) -> bool:
+        return self.ema_net is not None
+
     def denoiser(self) -> nn.Module:
         """The trained network while training, its weight average in eval mode."""
         return self.net if self.training or self.ema_net is None else self.ema_net
@@ -412,7 +417,8 @@ class Diffusion(GenerativeModel):
         p(y) uniform: a bound on the marginal P(x) = sum_y p(y) P(x|y) of the conditional model.
         draws = 0: every one of the T terms. draws = K > 0: an unbiased estimate that draws
         K of the T - 1 KL terms per image, one from each of K equal strata of t = 2..T, and
-        weights each by its stratum's size; the prior and decoder terms are always exact.
+        weights each by its stratum's size. The prior term L_T is exact; the decoder term L_0,
+        like each KL term, is a one-sample estimate: one draw of x_1 ~ q(x_1 | x_0) per image.
         """
         if self.config.objective != "ddpm":
             raise ValueError("the variational bound is defined for the ddpm objective")

@@ -161,6 +161,10 @@ class GAN(GenerativeModel):
             for name, part in (("disc", self.discriminator), ("gen", self.generator))
         }
 
+    @property
+    def labels_seen(self) -> bool:
+        return self.config.conditional  # num_classes is only used when conditional
+
     # --- the two players ------------------------------------------------------------------
     def _z(self, real: torch.Tensor) -> torch.Tensor:
         return torch.randn(len(real), self.config.latent_dim, device=real.device)  # (B, d)
