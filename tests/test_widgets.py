@@ -111,22 +111,23 @@ def test_grid_places_tiles_row_major_with_padding():
 
 
 def test_picture_shows_each_digit_at_a_visible_size():
-    """48 digits in rows of 16 (the notebooks' sample strips): every 8x8 digit is drawn 40x40
-    by nearest neighbour, so the strip is (1 + 16 * 9) * 5 = 725 pixels wide, not 145."""
+    """48 digits in rows of 16 (the notebooks' sample strips): every 8x8 digit is drawn 56x56
+    by nearest neighbour, so the strip is (1 + 16 * 9) * 7 = 1015 pixels wide, not 145."""
     x = torch.rand(48, 1, 8, 8, generator=torch.Generator().manual_seed(0))
     png = decode_png(picture(x, nrow=16).data)
     scale = grid_scale((8, 8), (1 + 3 * 9, 1 + 16 * 9))
-    assert scale == 5 and png.shape == ((1 + 3 * 9) * 5, (1 + 16 * 9) * 5) == (140, 725)
-    assert np.array_equal(png[::5, ::5], np.round(grid(x, nrow=16) * 255).astype(np.uint8))
-    first = png[5:45, 5:45]  # the first digit: 8x8 blocks of 5x5 equal pixels
-    assert np.array_equal(first, np.repeat(np.repeat(first[::5, ::5], 5, 0), 5, 1))
+    assert scale == 7 and png.shape == ((1 + 3 * 9) * 7, (1 + 16 * 9) * 7) == (196, 1015)
+    assert np.array_equal(png[::7, ::7], np.round(grid(x, nrow=16) * 255).astype(np.uint8))
+    first = png[7:63, 7:63]  # the first digit: 8x8 blocks of 7x7 equal pixels
+    assert np.array_equal(first, np.repeat(np.repeat(first[::7, ::7], 7, 0), 7, 1))
     assert decode_png(ImageGrid(x, nrow=16).value).shape == png.shape  # the widget's grid too
 
 
 def test_grid_scale_keeps_long_rows_and_big_images_within_bounds():
     row = decode_png(grid_png(torch.rand(48, 1, 8, 8), nrow=48))  # one row of 48 digits
     assert row.shape[1] == (1 + 48 * 9) * 2 <= 1024  # the grid's cap wins over the tile size
-    assert grid_scale((28, 28), (30, 30)) == 1  # a 28x28 tile is big enough as it is
+    assert grid_scale((28, 28), (30, 30)) == 2  # a 28x28 tile is drawn 56x56
+    assert grid_scale((28, 28), (1 + 3 * 29, 1 + 16 * 29)) == 2  # also in strips of 16
     assert grid_scale((4, 4), (6, 6)) == 8  # tiny tiles: at most auto_scale's 8x
 
 

@@ -19,7 +19,7 @@ import ipywidgets as widgets
 import numpy as np
 
 _PNG_SIGNATURE = b"\x89PNG\r\n\x1a\n"
-TILE_PX = 40  # a grid's tiles are upscaled to about this many pixels on their longer side
+TILE_PX = 56  # a grid's tiles are upscaled to about this many pixels on their longer side
 GRID_MAX_PX = 1024  # ... while the whole grid stays within this many
 
 
@@ -103,13 +103,14 @@ def grid(images, nrow: int | None = None, pad: int = 1, pad_value: float = 0.5) 
 
 
 def auto_scale(height: int, width: int, target: int = 256, max_scale: int = 8) -> int:
-    """The integer upscaling that brings the longer side near `target` pixels (1..max_scale)."""
-    return int(max(1, min(max_scale, target // max(height, width, 1))))
+    """The integer upscaling that brings the longer side nearest `target` pixels (1..max_scale)."""
+    return int(max(1, min(max_scale, round(target / max(height, width, 1)))))
 
 
 def grid_scale(tile: tuple[int, int], size: tuple[int, int]) -> int:
     """The integer upscaling of a grid of `size` (H', W') pixels whose tiles are `tile` (H, W):
-    each tile near TILE_PX pixels (an 8x8 digit becomes 40x40), the grid within GRID_MAX_PX."""
+    each tile near TILE_PX pixels (an 8x8 digit becomes 56x56, a 28x28 image too), the grid
+    within GRID_MAX_PX."""
     return max(1, min(auto_scale(*tile, target=TILE_PX), GRID_MAX_PX // max(*size, 1)))
 
 
