@@ -15,15 +15,15 @@ from collections.abc import Mapping
 AUTO = {  # notebook -> "digits" or "8-bit" -> {parameter: value}
     "vae": {
         "digits": dict(size="default", decoder="categorical", steps=2000, iwae_k=1000),
-        "8-bit": dict(size="medium", decoder="logistic", steps=4000, iwae_k=64),
+        "8-bit": dict(size="medium", decoder="logistic", steps=2500, iwae_k=8),
     },
     "pixelcnn": {
         "digits": dict(size="default", steps=700, batch_size=64, dropout=0.4, eval_every=250),
         "8-bit": dict(size="medium", steps=1500, batch_size=32, dropout=0.0, eval_every=750),
     },
     "flow": {
-        "digits": dict(size="default", steps=500, iw_k=64),
-        "8-bit": dict(size="medium", steps=2000, iw_k=8),
+        "digits": dict(size="default", steps=500, iw_k=64, eval_every=100),
+        "8-bit": dict(size="medium", steps=1400, iw_k=8, eval_every=500),
     },
 }
 

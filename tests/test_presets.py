@@ -9,7 +9,7 @@ from gentools.params import find_notebook, notebook_parameters, validate
 DIGITS_BEFORE = {
     "vae": dict(size="default", decoder="categorical", steps=2000, iwae_k=1000),
     "pixelcnn": dict(size="default", steps=700, batch_size=64, dropout=0.4, eval_every=250),
-    "flow": dict(size="default", steps=500, iw_k=64),
+    "flow": dict(size="default", steps=500, iw_k=64, eval_every=100),
 }
 
 

@@ -231,7 +231,7 @@ class Flow(GenerativeModel):
     sizes = {
         "tiny": dict(hidden=8, full_res_steps=2, steps=2, deq_steps=2, deq_hidden=8),
         "default": dict(hidden=64, full_res_steps=4, steps=4, deq_steps=4, deq_hidden=32),
-        "medium": dict(hidden=64, full_res_steps=2, steps=6, deq_steps=2, deq_hidden=16),
+        "medium": dict(hidden=64, full_res_steps=2, steps=4, deq_steps=2, deq_hidden=16),  # 28x28
         "gpu": dict(hidden=256, full_res_steps=6, steps=8, deq_steps=6, deq_hidden=96),
     }
 
