@@ -3,7 +3,7 @@
 The 8x8 digits (17 levels) train in a minute or two. The 8-bit data sets (28x28 MNIST and
 Fashion-MNIST, 32x32 CIFAR-10) need another model size, more steps and a cheaper evaluation
 to finish in about 15 minutes on 2 CPU cores. A parameter left at "auto" (a string), 0 (a
-count) or -1 (a rate, where 0 means something) takes its value from the table below, by
+count) or -1 (a rate) takes its value from the table below, by
 notebook and by data; any other value is the user's own and is kept. BENCHMARKS.md has the
 measurements behind each 8-bit row.
 """
@@ -18,8 +18,10 @@ AUTO = {  # notebook -> "digits" or "8-bit" -> {parameter: value}
         "8-bit": dict(size="medium", decoder="logistic", steps=2500, iwae_k=8),
     },
     "pixelcnn": {
-        "digits": dict(size="default", steps=700, batch_size=64, dropout=0.4, eval_every=250),
-        "8-bit": dict(size="medium", steps=1500, batch_size=32, dropout=0.0, eval_every=750),
+        "digits": dict(size="default", steps=700, batch_size=64, lr=0.002, dropout=0.4,
+                       eval_every=250),
+        "8-bit": dict(size="medium", steps=2400, batch_size=16, lr=0.005, dropout=0.0,
+                      eval_every=1200),
     },
     "flow": {
         "digits": dict(size="default", steps=500, iw_k=64, eval_every=100),

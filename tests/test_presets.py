@@ -8,7 +8,8 @@ from gentools.params import find_notebook, notebook_parameters, validate
 # the digits values the parameters cells held before the 8-bit defaults existed
 DIGITS_BEFORE = {
     "vae": dict(size="default", decoder="categorical", steps=2000, iwae_k=1000),
-    "pixelcnn": dict(size="default", steps=700, batch_size=64, dropout=0.4, eval_every=250),
+    "pixelcnn": dict(size="default", steps=700, batch_size=64, lr=0.002, dropout=0.4,
+                     eval_every=250),
     "flow": dict(size="default", steps=500, iw_k=64, eval_every=100),
 }
 
