@@ -323,25 +323,36 @@ def _run_pending(sweep, pending, out, outcomes, client, scheduler, workers, prog
                             f"but no worker offers a {GPU} resource (no GPU here, or workers "
                             f"started without --resources {GPU}=1)")
         token = uuid.uuid4().hex[:8]
-        futures = {
-            client.submit(execute_job, str(job.notebook), job.parameters, str(out),
-                          sweep.retries, key=f"gentools-{job.name}-{job.digest}-{token}",
-                          resources={GPU: 1} if job in gpu_jobs else None, pure=False): job
-            for job in pending
-        }
+        futures: dict = {}  # the runs submitted and not yet finished, at most `window`
+
+        def submit(job: Job):
+            future = client.submit(
+                execute_job, str(job.notebook), job.parameters, str(out), sweep.retries,
+                key=f"gentools-{job.name}-{job.digest}-{token}",
+                resources={GPU: 1} if job in gpu_jobs else None, pure=False)
+            futures[future] = job
+            return future
+
+        # two runs per worker in flight: the scheduler never holds the whole sweep
+        window, queue = 2 * max(1, len(info)), iter(pending)
+        running = as_completed([submit(job) for job in itertools.islice(queue, window)])
         quiet = {} if progress else {"disable": True}  # else tqdm honours TQDM_DISABLE
         with tqdm(total=len(sweep.jobs), initial=len(sweep.jobs) - len(pending),
                   desc=f"sweep {sweep.name}", unit="run", **quiet) as bar:
-            for future in as_completed(futures):
+            for future in running:
+                job = futures.pop(future)
                 if future.status == "error":  # the task itself broke (its worker kept dying)
                     exc = future.exception()
-                    outcomes[futures[future]] = {"status": "failed", "attempts": 1,
-                                                 "error": f"{type(exc).__name__}: {exc}"}
+                    outcomes[job] = {"status": "failed", "attempts": 1,
+                                     "error": f"{type(exc).__name__}: {exc}"}
                 else:
-                    outcomes[futures[future]] = future.result()
+                    outcomes[job] = future.result()
                 bar.set_postfix(failed=sum(o["status"] != "completed" for o in
                                            outcomes.values()), refresh=False)
                 bar.update(1)
+                following = next(queue, None)
+                if following is not None:
+                    running.add(submit(following))
 
 
 # --- results ---------------------------------------------------------------------------

@@ -204,6 +204,44 @@ def test_cli_refuses_a_spec_that_is_not_yaml(toy: Path, tmp_path: Path, capsys) 
 # --- GPUs: worker resources and CUDA_VISIBLE_DEVICES (no GPU needed) -----------------------
 
 
+IN_FLIGHT = {"now": 0, "most": 0}  # runs of the fake below: at once, and at most
+IN_FLIGHT_LOCK = threading.Lock()
+
+
+def fake_run(notebook, parameters, out, retries):
+    """A sweep run that takes 20 ms and counts how many run at once (module level: the
+    in-process cluster pickles it by reference)."""
+    with IN_FLIGHT_LOCK:
+        IN_FLIGHT["now"] += 1
+        IN_FLIGHT["most"] = max(IN_FLIGHT["most"], IN_FLIGHT["now"])
+    time.sleep(0.02)
+    with IN_FLIGHT_LOCK:
+        IN_FLIGHT["now"] -= 1
+    return {"status": "completed", "attempts": 1, "error": None}
+
+
+def test_a_sweep_keeps_two_runs_per_worker_in_flight(toy: Path, tmp_path: Path,
+                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    """The scheduler never holds the whole sweep: runs are submitted as others finish."""
+    from distributed import Client
+
+    spec = sweep.parse_spec({"notebooks": ["toy"], "seeds": list(range(12))})
+    monkeypatch.setattr(sweep, "execute_job", fake_run)
+    submitted = []
+    with Client(processes=False, n_workers=1, threads_per_worker=4) as c:
+        real_submit = c.submit
+
+        def submit(*args, **kwargs):
+            submitted.append(real_submit(*args, **kwargs))
+            assert sum(not f.done() for f in submitted) <= 2  # 2 x 1 worker
+            return submitted[-1]
+
+        monkeypatch.setattr(c, "submit", submit)
+        sweep.run_sweep(spec, tmp_path, client=c, progress=False)
+        assert len(submitted) == 12 and all(f.status == "finished" for f in submitted)
+    assert 1 <= IN_FLIGHT["most"] <= 2  # the worker's 4 threads could run 4 at once
+
+
 def test_worker_specs_give_each_worker_one_gpu() -> None:
     specs = sweep.worker_specs(["0", "1"], workers=3)
     assert list(specs) == ["gpu-0", "gpu-1", "cpu-2"]
