@@ -25,7 +25,7 @@ AUTO = {  # notebook -> "digits" or "8-bit" -> {parameter: value}
     },
     "flow": {
         "digits": dict(size="default", steps=500, iw_k=64, eval_every=100),
-        "8-bit": dict(size="medium", steps=1400, iw_k=8, eval_every=500),
+        "8-bit": dict(size="medium", steps=1100, iw_k=4, eval_every=550),
     },
 }
 
