@@ -222,7 +222,8 @@ def run_jobs(data_dir: str, at_once: int) -> None:
             extra = f"; -ELBO {m['test_nelbo_bpd']:.3f}" if name == "vae" else (
                 f"; K=1 {m['test_bpd']:.3f}" if name == "flow" else "")
             print(f"| {name} | {wall / 60:.1f} min | {m['train_seconds']:.0f} | {m['steps']:.0f} "
-                  f"| {m[key]:.3f} | {kind}{extra} | {m['baseline_histogram_bpd']:.3f} |",
+                  f"| {m[key]:.3f} | {kind}{extra} | "
+                  f"{m['baseline_histogram_nll'] / (784 * math.log(2)):.3f} |",
                   flush=True)
 
 
