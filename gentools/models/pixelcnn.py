@@ -2,8 +2,9 @@
 Decoders", https://arxiv.org/abs/1606.05328).
 
 An autoregressive model of images in raster order: p(x) = prod_i p(x_i | x_<i), each factor a
-categorical over the `levels` intensity levels (17 for digits, 256 for 8-bit images), so the
-likelihood is exact: nll(x) = -sum_i log p(x_i | x_<i).
+categorical over the `levels` intensity levels (17 for digits), or on 8-bit images a mixture
+of discretized logistics (`output="logistic"`, PixelCNN++, Salimans et al. 2017,
+https://arxiv.org/abs/1701.05517), so the likelihood is exact: nll(x) = -sum_i log p(x_i | x_<i).
 
 Each layer has two stacks that together see every earlier pixel (no blind spot):
 - the vertical stack: a k x k convolution over the rows above (masked, `gentools.nn`);
@@ -18,6 +19,9 @@ NOTE: the first layer's input is a learned embedding of each pixel's level (a on
   the digits (test NLL 82.2 against 82.8 nats, 400 steps of a 5-layer, k = 5 model).
 NOTE: for images with several colour channels, the channels of one pixel are predicted
   independently given the earlier pixels; the paper also orders R -> G -> B inside a pixel.
+NOTE: PixelCNN++ also conditions a pixel's colour channels on each other inside its mixture;
+  here the logistic mixture serves one channel at a time, like the softmax.
+NOTE: sampling feeds each step only the rows within the receptive field (exact, tested).
 NOTE: dropout on the gated outputs of both stacks (as in PixelCNN++'s residual blocks,
   Salimans et al. 2017) is not in the paper; on 1000 training digits it matters more than
   size. With dropout 0.2 or 0.5 on the horizontal stack only, validation NLL climbed after
