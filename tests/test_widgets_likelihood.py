@@ -104,3 +104,13 @@ def test_sample_explorer_redraws_on_temperature_and_seed():
     assert seen[-1] == (1.0, 4) and s.seed.value == 4
     assert len(seen) == 3
     assert np.frombuffer(bytes(s.grid.value)[:8], np.uint8).tolist()[1:4] == [80, 78, 71]  # PNG
+
+
+@pytest.mark.parametrize("side, px", [(8, 26), (28, 16)])
+def test_the_pixel_board_fits_beside_its_controls(side, px):
+    """8x8 digits get 26-pixel buttons; a 28x28 image 16-pixel ones, a board of about 500
+    pixels, so the controls beside it stay in view."""
+    x = torch.zeros(1, 1, side, side, dtype=torch.uint8)
+    w = LikelihoodReadout(PixelModel(256), x, levels=256)
+    assert {b.layout.width for b in w.pixels} == {f"{px}px"} and len(w.pixels) == side * side
+    assert side * (px + 3) <= 520

@@ -63,17 +63,19 @@ class LikelihoodReadout:
         self.reset_button = widgets.Button(description="Reset", icon="undo")
         self.out = widgets.Output()
         self.pixels = []
+        side = max(10, min(26, 448 // w))  # px a pixel button: 26 for 8x8 digits, 16 for 28x28
         for i in range(h):
             for j in range(w):
                 b = widgets.Button(
                     tooltip=f"row {i}, column {j}",
-                    layout=widgets.Layout(width="26px", height="26px", padding="0"),
+                    layout=widgets.Layout(width=f"{side}px", height=f"{side}px", padding="0"),
                 )
                 b.on_click(self.out.capture()(lambda _b, i=i, j=j: self.paint(i, j)))
                 self.pixels.append(b)
         board = widgets.GridBox(
             self.pixels,
-            layout=widgets.Layout(grid_template_columns=f"repeat({w}, 28px)", grid_gap="1px"),
+            layout=widgets.Layout(grid_template_columns=f"repeat({w}, {side + 2}px)",
+                                  grid_gap="1px"),
         )
         self.image = widgets.Image(format="png")
         self.readout = widgets.HTML()
