@@ -108,9 +108,9 @@ def test_sample_explorer_redraws_on_temperature_and_seed():
 
 @pytest.mark.parametrize("side, px", [(8, 26), (28, 16)])
 def test_the_pixel_board_fits_beside_its_controls(side, px):
-    """8x8 digits get 26-pixel buttons; a 28x28 image 16-pixel ones, a board of about 500
+    """8x8 digits get 26-pixel buttons; a 28x28 image 16-pixel ones, a board of about 530
     pixels, so the controls beside it stay in view."""
     x = torch.zeros(1, 1, side, side, dtype=torch.uint8)
     w = LikelihoodReadout(PixelModel(256), x, levels=256)
     assert {b.layout.width for b in w.pixels} == {f"{px}px"} and len(w.pixels) == side * side
-    assert side * (px + 3) <= 520
+    assert side * (px + 2) + side - 1 <= 540  # the columns and the 1-pixel gaps
