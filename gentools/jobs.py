@@ -197,6 +197,11 @@ def check_data(notebook: str | os.PathLike[str], parameters: Mapping[str, object
         return
     from gentools.data import audio, images, text
 
+    if data in images.DATASETS and folder is None and images.default_root(str(data)) is None:
+        hint = images.INSTALL_HINTS.get(str(data))
+        raise ParameterError(f"data {data!r} needs the folder of its files: give it with "
+                             "-p data_dir DIR (nothing is downloaded)"
+                             + (f", or install it: {hint}" if hint else ""))
     try:
         if data in images.DATASETS:
             images.load_images(str(data), folder)
@@ -205,9 +210,6 @@ def check_data(notebook: str | os.PathLike[str], parameters: Mapping[str, object
         elif spec["data"].default == "synth":
             audio.load_wav_folder(str(data))
     except (OSError, ValueError) as exc:
-        if type(exc) is ValueError and folder is None:  # the loader wants a folder
-            raise ParameterError(f"data {data!r} needs the folder of its files: give it with "
-                                 "-p data_dir DIR (nothing is downloaded)") from None
         raise ParameterError(f"data {data!r}: {exc}") from None
 
 

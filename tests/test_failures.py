@@ -188,7 +188,7 @@ def idx(path: Path, magic: int, dims: tuple[int, ...]) -> None:
 
 @pytest.mark.parametrize(("case", "message"), [
     ("no data_dir", "data 'mnist' needs the folder of its files: give it with -p data_dir DIR"),
-    ("missing folder", "MNIST files not found in {root}"),
+    ("missing folder", "MNIST: the folder {root} does not exist"),
     ("corrupt file", "{root}/t10k-labels-idx1-ubyte: wrong IDX magic number"),
     ("text file", "no text file at {root}/book.txt"),
     ("wav folder", "{root}/a.wav: not a readable PCM WAV file"),

@@ -324,10 +324,13 @@ def test_setup_checks_the_parameters_then_seeds_and_reports_the_device(capsys):
 
     notebook = Path(__file__).parents[1] / "notebooks" / "vae.ipynb"
     values = {name: p.default for name, p in notebook_parameters(notebook).items()}
-    with pytest.raises(ParameterError, match=r"parameter .steps. must be in 1\.\.1000000"):
-        gentools.setup({**values, "steps": 0}, "vae.ipynb")
+    with pytest.raises(ParameterError, match=r"parameter .steps. must be in 0\.\.1000000"):
+        gentools.setup({**values, "steps": -1}, "vae.ipynb")
     assert capsys.readouterr().out == ""
     params, dev = gentools.setup({**values, "seed": 7, "device": "cpu"}, "vae.ipynb")
-    assert params == {**values, "seed": 7, "device": "cpu"}
+    chosen = {"size": "default", "steps": 2000, "decoder": "categorical", "iwae_k": 1000}
+    assert params == {**values, "seed": 7, "device": "cpu", **chosen}  # auto, for the digits
     assert dev == torch.device("cpu") and torch.initial_seed() == 7
-    assert capsys.readouterr().out == f"device cpu, {torch.get_num_threads()} torch thread(s)\n"
+    assert capsys.readouterr().out == (
+        "chosen for digits: size='default', steps=2000, decoder='categorical', iwae_k=1000\n"
+        f"device cpu, {torch.get_num_threads()} torch thread(s)\n")
