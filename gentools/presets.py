@@ -3,9 +3,9 @@
 The 8x8 digits (17 levels) train in a minute or two. The 8-bit data sets (28x28 MNIST and
 Fashion-MNIST, 32x32 CIFAR-10) need another model size, more steps and a cheaper evaluation
 to finish in about 15 minutes on 2 CPU cores. A parameter left at "auto" (a string), 0 (a
-count) or -1 (a rate) takes its value from the table below, by
-notebook and by data; any other value is the user's own and is kept. BENCHMARKS.md has the
-measurements behind each 8-bit row.
+count) or -1 (a rate) takes its value from the table below, by notebook and by data; any
+other value is the user's own and is kept. Each notebook holds the measured designs behind
+its 8-bit row.
 """
 
 from __future__ import annotations
