@@ -1,4 +1,4 @@
-"""One table across the image families: the same digits split, the same units, several seeds.
+"""One table across the image families: the same data split, the same units, several seeds.
 
 `collect` finds, for each family and seed, the completed run of the family's notebook with
 exactly the parameters asked for, in `<runs>/<notebook>/<digest>` as a sweep leaves it, or
@@ -11,12 +11,14 @@ Each run gives one row of per-seed values, all read from the run itself:
   trained with the digit labels, and whether it samples with averaged weights (EMA);
 - training seconds and the test NLL (nats per image and bits/dim): the run's metrics.json,
   with the kind of number (exact or a bound) given by the family;
-- the Frechet classifier distance of samples to the test digits and the class coverage: the
-  run's metrics.json when the notebook records them (VAE, GAN), else computed here from the
-  checkpoint with the same recipe, `model.sample(n, generator=Generator().manual_seed(seed))`.
+- the Frechet classifier distance of samples to the test images and the class coverage, in
+  the feature space of the data set's classifier (`metrics.sample_judge`): the run's
+  metrics.json when the notebook records them from as many samples as asked, else computed
+  here from the checkpoint, `model.sample(n, generator=Generator().manual_seed(seed))`.
 
 `summarise` turns the rows into mean and sample standard deviation over the seeds, and
-`markdown_table` into the table. Nothing here trains a model itself.
+`markdown_table` into the table, with the two anchors of `anchors` (real images the classifier
+never saw, and the per-pixel histogram) as rows of their own. Nothing here trains a model.
 """
 
 from __future__ import annotations
@@ -109,24 +111,40 @@ def family(name: str) -> Family:
     raise ValueError(f"unknown family {name!r}; known: {', '.join(f.notebook for f in FAMILIES)}")
 
 
-def run_parameters(fam: Family, size: str, seed: int, device: str, n_samples: int) -> dict:
+def run_parameters(fam: Family, size: str, seed: int, device: str, n_samples: int,
+                   data: str = "digits", data_dir: str = "") -> dict:
     """The full parameters (out_dir aside) of the run the comparison wants: size "tiny" takes
     the notebook's own test parameters, any other only sets `size`; the GAN draws
     `n_samples` samples for its recorded distance."""
     path = find_notebook(fam.notebook)
     asked = tiny_parameters(path) if size == "tiny" else {"size": size}
-    asked.update(seed=seed, device=device)
+    asked.update(seed=seed, device=device, data=data, data_dir=data_dir)
     if "n_samples" in notebook_parameters(path):
         asked["n_samples"] = n_samples
     return jobs.check_run(path, asked)
 
 
-def sample_quality(model, n: int, seed: int, test_x01: torch.Tensor, classifier) -> dict:
-    """FCD of n seeded samples to the test digits, and the smallest and largest class share."""
+def sample_quality(model, n: int, seed: int, judge: metrics.Judge) -> dict:
+    """FCD of n seeded samples to the test images, and the smallest and largest class share."""
     samples = model.sample(n, generator=torch.Generator().manual_seed(seed)).cpu()
-    coverage = metrics.class_coverage(samples, classifier)
-    return {"fcd": metrics.frechet_classifier_distance(samples, test_x01, classifier),
+    coverage = judge.coverage(samples)
+    return {"fcd": judge.fcd(samples),
             "coverage_min": coverage.min().item(), "coverage_max": coverage.max().item()}
+
+
+def anchors(data: str, data_dir: str, n_samples: int, seed: int) -> dict[str, dict]:
+    """The table's two anchors on a data set: held-out real images (the reference distance of
+    as many validation images, and no likelihood) and the per-pixel histogram (the distance of
+    as many of its samples, and its exact test NLL)."""
+    images = load_images(data, data_dir or None)
+    judge = metrics.sample_judge(images, n_samples, seed)
+    nll = metrics.pixel_histogram_nll(images.train.tensors[0], images.test.tensors[0],
+                                      images.levels)
+    dims = images.test.tensors[0][0].numel()
+    n_real = min(n_samples, len(images.val))
+    return {f"held-out real images ({n_real} val)": {"fcd": judge.reference},
+            "per-pixel histogram": {"fcd": judge.baseline, "nll": nll,
+                                    "bpd": metrics.bits_per_dim(nll, dims)}}
 
 
 def read_result(fam: Family, run: Path, reused: bool, n_samples: int) -> Result:
@@ -137,17 +155,16 @@ def read_result(fam: Family, run: Path, reused: bool, n_samples: int) -> Result:
     params = presets.resolve(fam.notebook, read_json(run / jobs.MANIFEST)["parameters"])
     model = load_model(fam.model, fam.checkpoint(run))
     seed = params["seed"]
-    if "fcd" in recorded and "coverage_min" in recorded:
+    drawn = params.get("n_samples", 1000)  # the VAE and diffusion notebooks always draw 1000
+    if "fcd" in recorded and "coverage_min" in recorded and drawn == n_samples:
         quality = {k: recorded[k] for k in ("fcd", "coverage_min", "coverage_max")}
         source = "recorded by the notebook"
-        n = params.get("n_samples", 1000)  # the VAE notebook always draws 1000
     else:
-        images = load_images("digits")
-        test_x01 = images.test.tensors[0].float() / (images.levels - 1)
-        classifier = metrics.digits_classifier()  # trained here on a first use: outside no_grad
+        images = load_images(params["data"], params["data_dir"] or None)
+        judge = metrics.sample_judge(images, n_samples, seed)  # a first use trains: no no_grad
         with torch.no_grad():
-            quality = sample_quality(model, n_samples, seed, test_x01, classifier)
-        source, n = "computed from the checkpoint", n_samples
+            quality = sample_quality(model, n_samples, seed, judge)
+        source = "computed from the checkpoint"
     with torch.no_grad():
         grid = model.sample(32, generator=torch.Generator().manual_seed(seed)).cpu()
     values = {"train_seconds": recorded["train_seconds"], **quality,
@@ -155,19 +172,19 @@ def read_result(fam: Family, run: Path, reused: bool, n_samples: int) -> Result:
               "bpd": recorded[fam.bpd_key] if fam.bpd_key else math.nan}
     kind = fam.kind + (f" ({fam.detail.format(**params)})" if fam.detail else "")
     return Result(fam, seed, run, reused, model.num_parameters(), model.labels_seen,
-                  model.averaged_weights, values, source, n, kind, grid)
+                  model.averaged_weights, values, source, n_samples, kind, grid)
 
 
 def collect(families: Sequence[Family], seeds: Sequence[int], size: str, runs_dir: str | Path,
-            device: str = "auto", n_samples: int = 1000,
-            log: Callable[[str], None] = print) -> list[Result]:
+            device: str = "auto", n_samples: int = 1000, data: str = "digits",
+            data_dir: str = "", log: Callable[[str], None] = print) -> list[Result]:
     """Every (family, seed) row. Each run lives in ``<runs_dir>/<notebook>/<digest>``, its
     identity (``jobs.run_digest``: the notebook's bytes and the parameters), as a sweep's
     runs do: a completed one is reused, any other is run now."""
     results = []
     for fam in families:
         for seed in seeds:
-            params = run_parameters(fam, size, seed, device, n_samples)
+            params = run_parameters(fam, size, seed, device, n_samples, data, data_dir)
             reused = jobs.run_status(jobs.reuse_dir(fam.notebook, params, runs_dir)) == "completed"
             run = jobs.run(fam.notebook, params, out=runs_dir, progress=False, reuse=True)
             log(f"{fam.name} seed {seed}: {'reused' if reused else 'ran'} {run}")
@@ -216,18 +233,23 @@ def summarise(results: Sequence[Result]) -> dict[str, dict]:
     return out
 
 
-def markdown_table(summary: dict[str, dict]) -> str:
-    """The comparison as a markdown table: one row per family, mean ± std over the seeds."""
+def markdown_table(summary: dict[str, dict], anchors: dict[str, dict] | None = None) -> str:
+    """The comparison as a markdown table: one row per family, mean ± std over the seeds,
+    then a row per anchor (`anchors`: name -> {column: value}), with "–" where it has none."""
     head = ["model", "trained parameters", "labels seen", "EMA",
             *(title for _, title, _ in COLUMNS), "kind of NLL", "samples", "seeds"]
     yes = lambda flag: "yes" if flag else "no"  # noqa: E731
-    lines = ["| " + " | ".join(head) + " |", "|" + " --- |" * len(head)]
+    row = lambda cells: "| " + " | ".join(cells) + " |"  # noqa: E731
+    lines = [row(head), "|" + " --- |" * len(head)]
     for name, s in summary.items():
         cells = [format_mean_std(*s[key], decimals, s["n"]) for key, _, decimals in COLUMNS]
-        lines.append("| " + " | ".join(
-            [name, f"{s['parameters']:,}", yes(s["labels_seen"]), yes(s["ema"]), *cells,
-             s["kind"], s["n_samples"], str(s["n"])]
-        ) + " |")
+        lines.append(row([name, f"{s['parameters']:,}", yes(s["labels_seen"]), yes(s["ema"]),
+                          *cells, s["kind"], s["n_samples"], str(s["n"])]))
+    for name, values in (anchors or {}).items():
+        cells = [format_mean_std(values.get(key, math.nan), 0.0, decimals, 1)
+                 for key, _, decimals in COLUMNS]
+        kind = "exact" if "nll" in values else "–"
+        lines.append(row([f"*{name}*", "–", "–", "–", *cells, kind, "–", "–"]))
     return "\n".join(lines)
 
 

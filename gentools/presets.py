@@ -3,9 +3,9 @@
 The 8x8 digits (17 levels) train in a minute or two. The 8-bit data sets (28x28 MNIST and
 Fashion-MNIST, 32x32 CIFAR-10) need another model size, more steps and a cheaper evaluation
 to finish in about 15 minutes on 2 CPU cores. A parameter left at "auto" (a string), 0 (a
-count) or -1 (a rate) takes its value from the table below, by notebook and by data; any
-other value is the user's own and is kept. Each notebook holds the measured designs behind
-its 8-bit row.
+count; -1 where 0 has a meaning of its own) or -1 (a rate) takes its value from the table
+below, by notebook and by data; any other value is the user's own and is kept. Each notebook
+holds the measured designs behind its 8-bit row.
 """
 
 from __future__ import annotations
@@ -23,6 +23,17 @@ AUTO = {  # notebook -> "digits" or "8-bit" -> {parameter: value}
         "8-bit": dict(size="medium", steps=2400, batch_size=16, lr=0.005, dropout=0.0,
                       eval_every=1200),
     },
+    "gan": {
+        "digits": dict(size="default", steps=1500),
+        "8-bit": dict(size="medium", steps=2500),
+    },
+    "diffusion": {
+        "digits": dict(size="default", steps=1500, flow_steps=1500, sample_steps=50,
+                       nll_draws=32, curve_samples=400),
+        "8-bit": dict(size="medium", steps=2000, flow_steps=2000, sample_steps=20, nll_draws=2,
+                      curve_samples=100),
+    },
+    "compare": {"digits": dict(n_samples=1000), "8-bit": dict(n_samples=250)},
     "flow": {
         "digits": dict(size="default", steps=500, iw_k=64, eval_every=100),
         "8-bit": dict(size="medium", steps=1100, iw_k=4, eval_every=550),
@@ -35,13 +46,19 @@ def data_kind(data: str) -> str:
     return "digits" if data == "digits" else "8-bit"
 
 
-def is_auto(value: object) -> bool:
-    """True for the values that mean "choose for me": "auto", the int 0, a negative number."""
+# parameters whose 0 means something of its own (skip the model, take every term): auto is -1
+ZERO_IS_A_VALUE = frozenset({"flow_steps", "nll_draws"})
+
+
+def is_auto(value: object, name: str = "") -> bool:
+    """True for the values that mean "choose for me": "auto", a negative number, and the int 0
+    unless the parameter `name` is one of :data:`ZERO_IS_A_VALUE`."""
     if isinstance(value, str):
         return value == "auto"
     if isinstance(value, bool):
         return False
-    return value < 0 or (isinstance(value, int) and value == 0)
+    zero = isinstance(value, int) and value == 0 and name not in ZERO_IS_A_VALUE
+    return value < 0 or zero
 
 
 def resolve(notebook: str, params: Mapping[str, object]) -> dict[str, object]:
@@ -51,4 +68,4 @@ def resolve(notebook: str, params: Mapping[str, object]) -> dict[str, object]:
     if table is None:
         return dict(params)
     chosen = table[data_kind(str(params.get("data", "digits")))]
-    return {k: chosen[k] if k in chosen and is_auto(v) else v for k, v in params.items()}
+    return {k: chosen[k] if k in chosen and is_auto(v, k) else v for k, v in params.items()}

@@ -8,9 +8,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from gentools import checkpoint, compare, jobs
+from gentools import checkpoint, compare, jobs, metrics, presets
 from gentools.data import load_images
-from gentools.metrics import digits_classifier
 from gentools.params import find_notebook
 from gentools.train import load_model
 
@@ -71,7 +70,11 @@ def test_seeds_must_agree_on_the_parameter_count():
 def test_run_parameters_follow_the_notebook_and_the_size():
     gan = compare.family("gan")
     default = compare.run_parameters(gan, "default", 2, "auto", 1000)
-    assert default["size"] == "default" and default["seed"] == 2 and default["steps"] == 1500
+    assert default["size"] == "default" and default["seed"] == 2 and default["steps"] == 0
+    assert presets.resolve("gan", default)["steps"] == 1500  # 0: chosen for the digits
+    fashion = compare.run_parameters(gan, "auto", 0, "auto", 250, "fashion-mnist", "/data")
+    assert (fashion["data"], fashion["data_dir"], fashion["n_samples"]) == (
+        "fashion-mnist", "/data", 250)
     assert "out_dir" not in default
     tiny = compare.run_parameters(gan, "tiny", 0, "auto", 200)
     assert tiny["size"] == "tiny" and tiny["steps"] == 20 and tiny["n_samples"] == 200
@@ -80,7 +83,7 @@ def test_run_parameters_follow_the_notebook_and_the_size():
 @pytest.mark.slow
 def test_table_equals_each_runs_metrics_and_runs_are_reused(tmp_path):
     fams = [compare.family("pixelcnn"), compare.family("vae")]
-    results = compare.collect(fams, [0], "tiny", tmp_path, n_samples=200, log=lambda _: None)
+    results = compare.collect(fams, [0], "tiny", tmp_path, n_samples=1000, log=lambda _: None)
     summary = compare.summarise(results)
     for r in results:
         recorded = json.loads((r.run / "metrics.json").read_text())
@@ -92,21 +95,25 @@ def test_table_equals_each_runs_metrics_and_runs_are_reused(tmp_path):
         cell = compare.format_mean_std(recorded["test_nll"], 0.0, 2, 1)
         assert f"| {cell} |" in compare.markdown_table(summary)
     pixel, vae = results
-    assert pixel.quality_source == "computed from the checkpoint" and pixel.n_samples == 200
+    assert pixel.quality_source == "computed from the checkpoint" and pixel.n_samples == 1000
     assert vae.quality_source == "recorded by the notebook"
     assert vae.values["fcd"] == json.loads((vae.run / "metrics.json").read_text())["fcd"]
 
+    # fewer samples than the VAE notebook records: its distance is computed afresh, like the
+    # PixelCNN's, from as many samples as the other rows
+    fewer = compare.read_result(vae.family, vae.run, True, 200)
+    assert fewer.quality_source == "computed from the checkpoint" and fewer.n_samples == 200
+
     # the recipe used for the PixelCNN and the flow reproduces what the VAE notebook records,
     # up to float rounding (the reloaded model's samples go through the same classifier)
-    images = load_images("digits")
-    test_x01 = images.test.tensors[0].float() / (images.levels - 1)
     model = load_model(vae.family.model, vae.run / "checkpoint.safetensors")
-    again = compare.sample_quality(model, 1000, 0, test_x01, digits_classifier())
+    judge = metrics.sample_judge(load_images("digits"), 1000, 0)
+    again = compare.sample_quality(model, 1000, 0, judge)
     assert again["fcd"] == pytest.approx(vae.values["fcd"], rel=1e-6)
 
     # a second comparison reuses the completed runs instead of training again
     before = sorted(tmp_path.glob("*/*"))
-    second = compare.collect(fams, [0], "tiny", tmp_path, n_samples=200, log=lambda _: None)
+    second = compare.collect(fams, [0], "tiny", tmp_path, n_samples=1000, log=lambda _: None)
     assert [r.run for r in second] == [r.run for r in results] and all(r.reused for r in second)
     assert sorted(tmp_path.glob("*/*")) == before
     assert [r.values for r in second] == [r.values for r in results]

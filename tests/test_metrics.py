@@ -23,9 +23,9 @@ FAST = ClassifierConfig(steps=60)  # a quick classifier: the properties hold for
 def cache(tmp_path, monkeypatch):
     """Every test writes its classifier cache under tmp_path, never in the home folder."""
     monkeypatch.setenv("GENTOOLS_CACHE", str(tmp_path / "cache"))
-    digits_classifier.cache_clear()
+    metrics.clear_classifier_cache()
     yield tmp_path / "cache"
-    digits_classifier.cache_clear()
+    metrics.clear_classifier_cache()
 
 
 @pytest.fixture(scope="module")
@@ -111,12 +111,12 @@ def test_classifier_is_deterministic_and_cached_on_disk(cache, monkeypatch):
     files = list(cache.glob("digits-classifier-*.safetensors"))
     assert len(files) == 1
     assert digits_classifier(FAST) is first  # the in-memory cache
-    digits_classifier.cache_clear()
+    metrics.clear_classifier_cache()
     with monkeypatch.context() as m:
         m.setattr(metrics, "_train_classifier", lambda *a: pytest.fail("retrained"))
         loaded = digits_classifier(FAST)  # from disk
     assert loaded is not first and loaded.test_accuracy == first.test_accuracy
-    digits_classifier.cache_clear()
+    metrics.clear_classifier_cache()
     for f in files:
         f.unlink()
     again = digits_classifier(FAST)  # trained afresh: the same weights bit for bit
@@ -130,7 +130,7 @@ def test_classifier_is_deterministic_and_cached_on_disk(cache, monkeypatch):
 def test_classifier_learns_and_checks_shapes():
     clf = digits_classifier(FAST)
     assert clf.test_accuracy > 0.8
-    with pytest.raises(ValueError, match=r"\(N, 1, 8, 8\)"):
+    with pytest.raises(ValueError, match=r"\(N, 1, 8, 8\) images, got \(2, 1, 28, 28\)"):
         clf.features(torch.zeros(2, 1, 28, 28))
 
 
@@ -175,3 +175,41 @@ def test_likelihood_models_sample_on_the_levels_already():
         model = cls.from_size("tiny", shape=(1, 8, 8), levels=17).eval()
         x = model.sample(16, generator=torch.Generator().manual_seed(0))
         assert torch.equal(metrics.on_levels(x, 17), x.cpu()), cls.__name__
+
+
+def test_histogram_samples_follow_the_per_pixel_histograms():
+    """Each pixel of the baseline's samples is drawn from that pixel's smoothed histogram of the
+    training images: a pixel that is 0 in every training digit stays 0 (up to the add-one
+    smoothing), and every pixel's mean matches its training mean."""
+    data = load_images("digits")
+    x = metrics.histogram_samples(data, 4000, torch.Generator().manual_seed(0))
+    assert x.shape == (4000, 1, 8, 8) and torch.equal(metrics.on_levels(x, 17), x)
+    train = data.train.tensors[0].float() / 16
+    counts = torch.zeros(64, 17).scatter_add_(1, data.train.tensors[0].flatten(1).long().T,
+                                               torch.ones(64, 1000))
+    p = (counts + 1) / (1000 + 17)  # the same smoothing as pixel_histogram_nll
+    expected = p @ torch.linspace(0, 1, 17)  # (64,) the mean grey of each pixel
+    se = ((p @ torch.linspace(0, 1, 17) ** 2 - expected**2) / 4000).sqrt()
+    assert ((x.flatten(1).mean(0) - expected).abs() <= 5 * se + 1e-6).all()
+    assert (expected - train.flatten(1).mean(0)).abs().max() < 0.02
+    again = metrics.histogram_samples(data, 4000, torch.Generator().manual_seed(0))
+    assert torch.equal(x, again)  # seeded
+
+
+def test_the_judge_anchors_lie_where_they_should():
+    """On the digits: the held-out reference is the 350-vs-447 distance at any n >= 350, the
+    histogram baseline is far above it (no structure), and a model that copies real images
+    lands near the reference."""
+    data = load_images("digits")
+    clf = digits_classifier(FAST)
+    judge = metrics.sample_judge(data, 1000, 0)
+    assert judge.classifier.test_accuracy > 0.9  # the default classifier, trained here
+    assert judge.reference == heldout_reference_fcd(judge.classifier)
+    assert judge.reference == heldout_reference_fcd(judge.classifier, data, 350)
+    assert judge.reference != heldout_reference_fcd(judge.classifier, data, 200)
+    assert judge.baseline > 3 * judge.reference
+    real = data.val.tensors[0].float() / 16
+    assert judge.fcd(real) == judge.reference
+    labels = data.val.tensors[1]
+    assert judge.accuracy(real, labels) > 0.9 and judge.accuracy(real, (labels + 1) % 10) < 0.1
+    assert clf is not judge.classifier  # another config, another classifier

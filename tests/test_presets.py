@@ -11,6 +11,10 @@ DIGITS_BEFORE = {
     "pixelcnn": dict(size="default", steps=700, batch_size=64, lr=0.002, dropout=0.4,
                      eval_every=250),
     "flow": dict(size="default", steps=500, iw_k=64, eval_every=100),
+    "gan": dict(size="default", steps=1500),
+    "diffusion": dict(size="default", steps=1500, flow_steps=1500, sample_steps=50,
+                      nll_draws=32, curve_samples=400),
+    "compare": dict(n_samples=1000),
 }
 
 
@@ -27,8 +31,8 @@ def test_every_auto_parameter_defaults_to_auto_in_its_notebook(notebook):
     for kind, chosen in presets.AUTO[notebook].items():
         assert set(chosen) == set(presets.AUTO[notebook]["digits"]), kind
         for name, value in chosen.items():
-            assert presets.is_auto(spec[name].default), name
-            assert not presets.is_auto(value) and spec[name].coerce(value) == value
+            assert presets.is_auto(spec[name].default, name), name
+            assert not presets.is_auto(value, name) and spec[name].coerce(value) == value
 
 
 def test_eight_bit_data_gets_its_own_settings_and_the_user_keeps_theirs():
@@ -47,3 +51,4 @@ def test_what_counts_as_auto():
     assert [presets.is_auto(v) for v in ("auto", "default", 0, 5, -1.0, 0.0, False)] == [
         True, False, True, False, True, False, False]
     assert presets.resolve("gpt", {"steps": 0}) == {"steps": 0}  # no table: unchanged
+    assert presets.is_auto(-1, "flow_steps") and not presets.is_auto(0, "flow_steps")

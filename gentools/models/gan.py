@@ -145,6 +145,7 @@ class GAN(GenerativeModel):
     sizes = {
         "tiny": dict(latent_dim=4, channels=4),
         "default": dict(latent_dim=32, channels=16),
+        "medium": dict(latent_dim=64, channels=32),  # 28x28 on a CPU
         "gpu": dict(latent_dim=128, channels=128),
     }
 
