@@ -17,7 +17,6 @@ import functools
 import math
 import os
 import time
-import types
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
@@ -142,19 +141,25 @@ def _epoch_order(n: int, seed: int, epoch: int) -> torch.Tensor:
 
 
 def compile_in_place(model: torch.nn.Module) -> None:
-    """torch.compile the forward of every module the model calls: its children, and the
-    members of children that are ModuleLists or ModuleDicts (a container is never called).
+    """torch.compile every module the model calls, in place (`nn.Module.compile`): its
+    children, and the members of children that are ModuleLists or ModuleDicts (a container is
+    never called). The model itself is not compiled: `fit` calls its `training_step`, never its
+    `forward`.
 
-    Each module keeps its place and its parameter names, so checkpoints stay the same.
-    The forward is replaced rather than calling ``Module.compile``, which left the module
-    uncompiled in torch 2.13 (dynamo skipped the frame and no graph was captured). The
-    compiled function is bound as a method, so a deepcopy of the model runs its own weights.
+    Each module keeps its place and its parameter names, so checkpoints stay the same; a copy
+    (`copy.deepcopy`) runs its own weights, uncompiled.
+
+    NOTE: in torch 2.13 `Module.compile` captures no graph for a module whose forward is one of
+    torch's own (Linear, Embedding, a Sequential of torch layers: pytorch/pytorch#150915), and
+    such a module runs as before. The gentools modules (Transformer and PixelCNN blocks, WaveNet
+    layers, flow steps, the GAN's networks) compile; the VAE's Sequential encoder and decoder
+    wait for that fix.
     """
     for child in model.children():
         if isinstance(child, (torch.nn.ModuleList, torch.nn.ModuleDict)):
             compile_in_place(child)
         else:
-            child.forward = types.MethodType(torch.compile(type(child).forward), child)
+            child.compile()
 
 
 def take(dataset: Dataset, idx: torch.Tensor) -> Any:

@@ -1,13 +1,15 @@
 """Shared test set-up: nothing a test runs may write into the user's home folder; the suite
 runs on several cores with pytest-xdist (`-n auto --dist loadscope`, see pyproject.toml).
 
-Under xdist each worker is a pytest session of its own, and `loadscope` hands out work units
-that each run whole in one worker, to whichever worker is free. A unit is a test module, so a
-module-scoped fixture (a JupyterLab server, a Dask cluster, a trained model) is set up once;
-tests/test_notebooks.py is split into one unit per notebook (`xdist_scope`). The long units
-start first (LONGEST, measured), then those with browser tests, then those with other slow
-tests (in collection order), then the rest, so the short ones fill in at the end. `-n 0` runs
-all in one process, in that order.
+Under xdist each worker is a pytest session of its own, and `--dist loadscope` hands out work
+units that each run whole in one worker, to whichever worker is free: a test class, or else a
+test module. So a module-scoped fixture (a JupyterLab server, a Dask cluster, a trained model)
+is set up once, and tests/test_notebooks.py gives each notebook a class of its own. The units
+marked `long` (a minute or more) start first, then those with slow tests, then the rest, each
+group in collection order (`--no-loadscope-reorder` keeps it), so the short units fill in at
+the end. `-n 0` runs all in one process, in that order. (`--dist loadgroup` with
+`xdist_group` marks would say the same, but pytest-xdist 3.8 tags node ids through an attribute
+that pytest 9.2 no longer reads, so it spreads a group over all workers.)
 """
 
 import math
@@ -53,16 +55,6 @@ def _torch_on_one_thread():
 # --- running on several cores (pytest-xdist) -------------------------------------------------
 
 MAX_WORKERS = 4  # -n auto: one worker per usable core, at most this many
-LONGEST = (  # the work units of a minute or more, started first, longest first (measured
-    "tests/test_browser.py",  # with the whole suite on 2 cores: 400, 380, 100, 55 and 55 s)
-    "tests/test_notebooks.py[compare]",
-    "tests/test_resume.py",
-    "tests/test_sweep.py",
-    "tests/test_compare.py",
-)
-SPLIT_BY_PARAMETER = {  # modules whose tests form one xdist unit per parameter, not one in all
-    "tests/test_notebooks.py",  # per notebook: its nbval test and reproducibility test share
-}  #                              one nbval run; the module has no other shared fixture
 
 
 def usable_cores() -> int:
@@ -87,45 +79,27 @@ def pytest_xdist_auto_num_workers(config):
     return min(usable_cores(), MAX_WORKERS)
 
 
-def xdist_scope(nodeid: str) -> str:
-    """The work unit of a test: its module, or module[parameter] in SPLIT_BY_PARAMETER."""
-    module, _, name = nodeid.partition("::")
-    if module in SPLIT_BY_PARAMETER and name.endswith("]"):
-        return f"{module}[{name[name.index('[') + 1 : -1]}]"
-    return module
-
-
-@pytest.hookimpl(tryfirst=True)  # before xdist's own choice of scheduler
-def pytest_xdist_make_scheduler(config, log):
-    """--dist loadscope, with work units from `xdist_scope` (pytest-xdist's `loadgroup` and
-    its xdist_group marks rewrite node ids, which pytest 9.2 no longer takes)."""
-    if config.getvalue("dist") != "loadscope":
-        return None
-    from xdist.scheduler import LoadScopeScheduling
-
-    class ByScope(LoadScopeScheduling):
-        def _split_scope(self, nodeid: str) -> str:
-            return xdist_scope(nodeid)
-
-    return ByScope(config, log)
+def work_unit(item: pytest.Item) -> str:
+    """What `--dist loadscope` runs whole in one worker: the test's class, or else its module."""
+    module = item.nodeid.split("::")[0]
+    return f"{module}::{item.cls.__name__}" if item.cls else module
 
 
 def start_rank(item: pytest.Item) -> int:
-    """0 for a browser test, 1 for another slow one, 2 for the rest."""
-    if item.get_closest_marker("browser"):
+    """0 for a test marked long, 1 for another slow one, 2 for the rest."""
+    if item.get_closest_marker("long"):
         return 0
     return 1 if item.get_closest_marker("slow") else 2
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(items):
-    """Order the work units (each kept whole, in collection order): LONGEST first, then by
-    their smallest start_rank; xdist hands them out in this order (--no-loadscope-reorder)."""
+    """Order the work units (each kept whole, in collection order) by their smallest
+    start_rank; xdist hands them out in this order (--no-loadscope-reorder)."""
     rank, members = {}, {}
     for item in items:
-        scope = xdist_scope(item.nodeid)
-        first = LONGEST.index(scope) - len(LONGEST) if scope in LONGEST else 2
-        rank[scope] = min(rank.get(scope, 2), first, start_rank(item))
-        members.setdefault(scope, []).append(item)
-    ordered = sorted(members, key=lambda scope: rank[scope])  # stable: collection order within
-    items[:] = [item for scope in ordered for item in members[scope]]
+        unit = work_unit(item)
+        rank[unit] = min(rank.get(unit, 2), start_rank(item))
+        members.setdefault(unit, []).append(item)
+    ordered = sorted(members, key=lambda unit: rank[unit])  # stable: collection order within
+    items[:] = [item for unit in ordered for item in members[unit]]

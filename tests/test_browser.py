@@ -46,6 +46,8 @@ from papermill.parameterize import parameterize_notebook
 
 from gentools.params import tiny_parameters
 
+pytestmark = pytest.mark.long  # the suite's longest unit (one server for all): it starts first
+
 # compare.ipynb last: by then the sweep it reuses (`tiny_runs`) has run beside the other tests
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"),
                    key=lambda p: (p.stem == "compare", p.stem))

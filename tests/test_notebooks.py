@@ -7,8 +7,9 @@ depend on the size, so nbval compares them with what the stored notebook holds.
 
 Each notebook runs twice: once cell by cell under nbval, and once as a papermill job
 (`jobs.run`). The nbval test checks the first; the reproducibility test checks that the
-second ends with the first one's metrics, value for value. A notebook's tests run in one
-xdist worker (tests/conftest.py), which keeps the nbval run for both.
+second ends with the first one's metrics, value for value. Both are methods of the
+notebook's own class (`TestVae`, `TestCompare`, ...), which pytest-xdist's `--dist loadscope`
+runs whole in one worker, so one nbval run serves both.
 """
 
 import json
@@ -35,21 +36,6 @@ CHECK = "# NBVAL_CHECK_OUTPUT"
 @pytest.fixture(params=NOTEBOOKS, ids=[p.stem for p in NOTEBOOKS])
 def notebook(request):
     return request.param
-
-
-@pytest.fixture(scope="module")
-def nbval_runs(tmp_path_factory):
-    """`run(notebook)`: its execution under nbval, made the first time a test asks for it:
-    (the run's out_dir, the completed pytest --nbval-lax process)."""
-    done = {}
-
-    def run(notebook: Path) -> tuple[Path, subprocess.CompletedProcess]:
-        if notebook not in done:
-            folder = tmp_path_factory.mktemp(f"nbval-{notebook.stem}")
-            done[notebook] = folder / "run", run_nbval(notebook, folder)
-        return done[notebook]
-
-    return run
 
 
 def test_there_are_notebooks():
@@ -103,40 +89,66 @@ def nbval_passed(result: subprocess.CompletedProcess) -> None:
     assert " passed" in result.stdout and "failed" not in result.stdout
 
 
-@pytest.mark.slow
-def test_notebook_under_nbval(notebook, nbval_runs):
-    out_dir, result = nbval_runs(notebook)
-    nbval_passed(result)
-    assert json.loads((out_dir / "metrics.json").read_text())
+@pytest.fixture(scope="class")
+def nbval_run(request, tmp_path_factory) -> tuple[Path, subprocess.CompletedProcess]:
+    """The test class's notebook executed under nbval, once for the class: (the run's out_dir,
+    the completed pytest --nbval-lax process)."""
+    notebook = request.cls.notebook
+    folder = tmp_path_factory.mktemp(f"nbval-{notebook.stem}")
+    return folder / "run", run_nbval(notebook, folder)
 
 
-@pytest.mark.slow
-def test_papermill_runs_are_reproducible(notebook, nbval_runs, tmp_path):
-    """A papermill job ends with the metrics of the nbval run at the same parameters.
+class NotebookRuns:
+    """The nbval run and the papermill job of one notebook (`notebook`): the classes below
+    subclass it once per notebook."""
 
-    compare.ipynb's job points `runs_dir` at the model runs its nbval run trained, so it
-    reuses all of them: its table from reused runs must equal the one from fresh runs (that
-    each of those notebooks reproduces its own runs is checked by its own pair of tests).
-    """
-    params = tiny_parameters(notebook)
-    out_dir, result = nbval_runs(notebook)
-    nbval_passed(result)
-    if "runs_dir" in params:
-        params["runs_dir"] = str(out_dir / "runs")
-        trained = sorted((out_dir / "runs").rglob("manifest.json"))
-        assert len(trained) >= 5  # vae, gan, pixelcnn, flow, diffusion (+ flow matching)
-    job = jobs.run(notebook.stem, params, out=tmp_path, progress=False)
-    if "runs_dir" in params:
-        assert sorted((out_dir / "runs").rglob("manifest.json")) == trained  # none made
-    metrics = [json.loads((r / "metrics.json").read_text()) for r in (out_dir, job)]
-    timing = {k for k in metrics[0] if "seconds" in k}
-    assert {k: v for k, v in metrics[0].items() if k not in timing} == {
-        k: v for k, v in metrics[1].items() if k not in timing
-    }
-    manifest = json.loads((job / "manifest.json").read_text())
-    assert manifest["status"] == "completed"
-    assert (job / "checkpoint.safetensors").is_file()
-    assert (job / f"{notebook.stem}.ipynb").stat().st_size < 1_000_000
+    notebook: Path
+
+    @pytest.mark.slow
+    def test_notebook_under_nbval(self, nbval_run):
+        out_dir, result = nbval_run
+        nbval_passed(result)
+        assert json.loads((out_dir / "metrics.json").read_text())
+
+    @pytest.mark.slow
+    def test_papermill_runs_are_reproducible(self, nbval_run, tmp_path):
+        """A papermill job ends with the metrics of the nbval run at the same parameters.
+
+        compare.ipynb's job points `runs_dir` at the model runs its nbval run trained, so it
+        reuses all of them: its table from reused runs must equal the one from fresh runs (that
+        each of those notebooks reproduces its own runs is checked by its own pair of tests).
+        """
+        notebook = self.notebook
+        params = tiny_parameters(notebook)
+        out_dir, result = nbval_run
+        nbval_passed(result)
+        if "runs_dir" in params:
+            params["runs_dir"] = str(out_dir / "runs")
+            trained = sorted((out_dir / "runs").rglob("manifest.json"))
+            assert len(trained) >= 5  # vae, gan, pixelcnn, flow, diffusion (+ flow matching)
+        job = jobs.run(notebook.stem, params, out=tmp_path, progress=False)
+        if "runs_dir" in params:
+            assert sorted((out_dir / "runs").rglob("manifest.json")) == trained  # none made
+        metrics = [json.loads((r / "metrics.json").read_text()) for r in (out_dir, job)]
+        timing = {k for k in metrics[0] if "seconds" in k}
+        assert {k: v for k, v in metrics[0].items() if k not in timing} == {
+            k: v for k, v in metrics[1].items() if k not in timing
+        }
+        manifest = json.loads((job / "manifest.json").read_text())
+        assert manifest["status"] == "completed"
+        assert (job / "checkpoint.safetensors").is_file()
+        assert (job / f"{notebook.stem}.ipynb").stat().st_size < 1_000_000
+
+
+def notebook_class(notebook: Path) -> type:
+    """`Test<Name>(NotebookRuns)` for `notebook`; marked long when it trains the other
+    notebooks' runs first (compare.ipynb: the suite's longest unit, started first)."""
+    cls = type(f"Test{notebook.stem.title()}", (NotebookRuns,), {"notebook": notebook})
+    return pytest.mark.long(cls) if "runs_dir" in tiny_parameters(notebook) else cls
+
+
+for _cls in map(notebook_class, NOTEBOOKS):  # TestCompare, TestBert, ...: one xdist unit each
+    globals()[_cls.__name__] = _cls
 
 
 @pytest.mark.slow

@@ -1,5 +1,6 @@
 """Project hygiene: dependencies agree, lint is clean, the README's commands exist."""
 
+import ast
 import re
 import subprocess
 import sys
@@ -24,6 +25,23 @@ def test_environment_yml_names_the_same_dependencies_as_pyproject():
     conda = requirement_names(d for d in deps if isinstance(d, str))
     assert conda - {"python", "pip"} == wanted
     assert {"pip": ["-e ."]} in deps  # the package itself comes from pip
+
+
+def gentools_imports(path: Path) -> set[str]:
+    """The gentools modules that the file at `path` imports."""
+    names = set()
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Import):
+            names |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom) and node.module:
+            names.add(node.module)
+    return {n for n in names if n.split(".")[0] == "gentools"}
+
+
+def test_the_layer_modules_import_nothing_from_gentools():
+    """nn.py and transformer.py sit under the models: no import arrow runs back up."""
+    for layers in ("nn.py", "transformer.py"):
+        assert gentools_imports(ROOT / "gentools" / layers) == set(), layers
 
 
 def test_ruff_is_clean():

@@ -21,6 +21,8 @@ import pytest
 
 from gentools import checkpoint
 
+pytestmark = pytest.mark.long  # a minute or more in one worker: started early (conftest.py)
+
 GENTOOLS = [sys.executable, "-m", "gentools"]
 STEPS = 1500
 PARAMS = ["-p", "size", "tiny", "-p", "steps", str(STEPS), "-p", "eval_every", "500",

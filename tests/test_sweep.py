@@ -20,6 +20,8 @@ import yaml
 
 from gentools import cli, jobs, sweep
 
+pytestmark = pytest.mark.long  # a minute or more in one worker: started early (conftest.py)
+
 PARAMETERS = """\
 seed = 0  # random seed [0..]
 lr = 0.1  # learning rate [0..1]

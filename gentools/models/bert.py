@@ -37,11 +37,11 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from gentools.transformer import TransformerConfig, TransformerLM
+from gentools.models.transformer_lm import TransformerConfig, TransformerLM
 
 
 @dataclass
-class BERTConfig(TransformerConfig):  # vocab_size, block_size, n_layer, ... rope (transformer.py)
+class BERTConfig(TransformerConfig):  # vocab_size, ... rope (transformer_lm.py)
     block_size: int = 128  # longest input, and the number of learned positions
     mask_prob: float = 0.15  # fraction of tokens chosen for prediction
     n_special: int = 3  # ids below this are special ([PAD]=0, [UNK]=1, [MASK]=2)
@@ -57,7 +57,7 @@ class BERT(TransformerLM):
         "gpu": dict(block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.1, rope=True),
     }
 
-    # --- the network: the shared modules of transformer.TransformerLM, in both directions ---
+    # --- the network: the shared modules of transformer_lm.TransformerLM, in both directions
     def key_mask(self, idx: torch.Tensor) -> torch.Tensor | None:
         """(B, 1, 1, T) True where a key may be attended to (not [PAD]); None without padding."""
         keep = idx != self.config.pad_id

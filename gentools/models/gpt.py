@@ -29,11 +29,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from gentools.transformer import KVCache, TransformerConfig, TransformerLM
+from gentools.models.transformer_lm import TransformerConfig, TransformerLM
+from gentools.transformer import KVCache
 
 
 @dataclass
-class GPTConfig(TransformerConfig):  # vocab_size, block_size, n_layer, ... rope (transformer.py)
+class GPTConfig(TransformerConfig):  # vocab_size, ... rope (transformer_lm.py)
     start_token: int = 0  # the token that starts an unprompted sample
     never_sample: tuple[int, ...] = (0, 2)  # ids generation never emits ([PAD], [MASK])
 
@@ -46,7 +47,7 @@ class GPT(TransformerLM):
         "gpu": dict(block_size=256, n_layer=6, n_head=6, n_embd=384, dropout=0.2),
     }
 
-    # --- the network: the shared modules of transformer.TransformerLM, run causally ---------
+    # --- the network: the shared modules of transformer_lm.TransformerLM, run causally ------
     def forward(self, idx: torch.Tensor, cache: KVCache | None = None) -> torch.Tensor:
         """Next-token logits (B, T, V) for idx (B, T); with a cache, idx continues it."""
         start = cache.length if cache is not None else 0
