@@ -23,7 +23,7 @@ from torch import nn
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from gentools.data.images import load_images
+from gentools.data.images import load_images, to_unit
 from gentools.files import atomic_write
 
 
@@ -133,7 +133,7 @@ def cache_dir() -> Path:
 def _digits_unit() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor, int]:
     data = load_images("digits")
     (xtr, ytr), (xte, yte) = data.train.tensors, data.test.tensors
-    return xtr.float() / (data.levels - 1), ytr, xte.float() / (data.levels - 1), yte, data.levels
+    return to_unit(xtr, data.levels), ytr, to_unit(xte, data.levels), yte, data.levels
 
 
 def _train_classifier(config: ClassifierConfig, x, y) -> DigitsClassifier:
@@ -252,7 +252,7 @@ def heldout_reference_fcd(classifier: DigitsClassifier | None = None) -> float:
     training digits are no fair stand-in, since the classifier learned them.
     """
     data = load_images("digits")
-    val, test = (split.tensors[0].float() / (data.levels - 1) for split in (data.val, data.test))
+    val, test = (to_unit(split.tensors[0], data.levels) for split in (data.val, data.test))
     return frechet_classifier_distance(val, test, classifier)
 
 
