@@ -9,6 +9,9 @@ Who uses what:
 - `CausalConv1d`: WaveNet's dilated causal convolutions (van den Oord et al. 2016,
   https://arxiv.org/abs/1609.03499), and the causal-conv ARM baseline in
   `benchmarks/pixelcnn.py`.
+- The discretized likelihoods of grey levels: `logistic_mixture_log_prob` (PixelCNN and the
+  VAE's "logistic" decoder) and `discretized_gaussian_log_prob` (the VAE's "gaussian" decoder
+  and the diffusion model's decoder term with output="direct").
 
 Both keep the output the size of the input and never look ahead in raster / time order.
 A kernel position that a mask zeroes for good is not stored at all: `MaskedConv2d` keeps
@@ -114,6 +117,21 @@ class CausalConv1d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.conv(F.pad(x, self.pad))  # (B, out, T)
+
+
+# --- discretized Gaussian ------------------------------------------------------------------------
+
+
+def discretized_gaussian_log_prob(x: torch.Tensor, mean, std, levels: int, low: float = -1.0,
+                                  high: float = 1.0) -> torch.Tensor:
+    """log P(x) per element, x on the grid of `levels` values from `low` to `high`: the mass of
+    N(mean, std^2) on x's bin, P(x) = Phi((x + h - mean) / std) - Phi((x - h - mean) / std) with
+    h half a bin, the two outer bins open to -inf and +inf, so P sums to 1 over the levels."""
+    half = (high - low) / (2 * (levels - 1))  # h
+    normal = torch.distributions.Normal(mean, std)
+    upper = torch.where(x > high - half, torch.ones_like(mean), normal.cdf(x + half))
+    lower = torch.where(x < low + half, torch.zeros_like(mean), normal.cdf(x - half))
+    return torch.log((upper - lower).clamp_min(1e-12))
 
 
 # --- discretized logistic mixture (PixelCNN++) -------------------------------------------------

@@ -7,8 +7,16 @@ import torch
 from torch.distributions import Normal, kl_divergence
 
 from gentools.data import load_images
-from gentools.models.diffusion import Diffusion, alpha_bars, flow_matching_loss, gaussian_kl
-from gentools.train import TrainConfig, fit
+from gentools.models.diffusion import (
+    DDPMPath,
+    Diffusion,
+    DiffusionConfig,
+    FlowPath,
+    alpha_bars,
+    flow_matching_loss,
+    gaussian_kl,
+)
+from gentools.train import CHECKPOINT, TrainConfig, fit, load_model
 
 
 @pytest.fixture(scope="module")
@@ -213,6 +221,8 @@ def test_bad_configs():
     ]:
         with pytest.raises(ValueError, match=msg):
             Diffusion.from_size("tiny", **kw)
+        with pytest.raises(ValueError, match=f"unknown {msg}"):  # the config checks itself
+            DiffusionConfig(**kw)
 
 
 def test_direct_output_and_its_discretized_decoder(digits):
@@ -254,3 +264,79 @@ def test_parameters_count_the_trained_network_not_its_weight_average():
     plain = Diffusion.from_size("tiny", ema=0.0)
     assert plain.num_parameters() == trained and not plain.averaged_weights
     assert not Diffusion.from_size("tiny", num_classes=0).labels_seen
+
+
+@pytest.mark.parametrize("path", ["cosine", "linear", "flow"])
+def test_both_noise_paths_mix_data_and_noise_the_same_way(path):
+    """x_t = a x_0 + s eps with x_0 at t = 0 and (almost, for DDPM) pure noise at t = 1; a path's
+    loss is 0 for the true x_0, and x0_from_output inverts the true eps (DDPM) or v (flow)."""
+    path = FlowPath() if path == "flow" else DDPMPath(path, 50).double()
+    g = torch.Generator().manual_seed(0)
+    x0 = torch.rand(6, 1, 8, 8, generator=g, dtype=torch.float64) * 2 - 1
+    noise = torch.randn(6, 1, 8, 8, generator=g, dtype=torch.float64)
+    a, s = path.scales(torch.zeros(6))
+    assert a.shape == s.shape == (6, 1, 1, 1) and bool((a == 1).all() and (s == 0).all())
+    a, s = path.scales(torch.ones(6))
+    assert bool((s == 1).all() and (a == 0).all()) if path.heun else bool((a < 0.01).all())
+    grid = torch.tensor(path.time_grid(10))
+    assert grid[0] == 1 and grid[-1] == 0 and bool((grid.diff() < 0).all())
+    t = path.draw_t(500, "cpu").double()
+    assert t.shape == (500,) and bool((t > 0).all() and (t <= 1).all())
+    a, s = path.scales(t[:6])
+    if not path.heun:  # DDPM's path preserves the variance: a^2 + s^2 = 1
+        assert torch.allclose(a**2 + s**2, torch.ones_like(a), atol=1e-12)
+    assert path.loss(lambda xt, tt: x0, x0, noise, t[:6]).item() < 1e-20
+    xt = a * x0 + s * noise
+    out = noise - x0 if path.heun else noise  # v = eps - x_0, or eps
+    assert torch.allclose(path.x0_from_output(xt, out, t[:6]), x0, atol=1e-9)
+
+
+def test_ddim_at_eta_one_takes_ancestral_ddpm_steps():
+    """sigma^2 of the DDIM step from t to t - 1/T at eta = 1 is beta~_t, the posterior variance."""
+    model = tiny(timesteps=50)
+    model.path.abar = model.path.abar64  # abar_t itself: the sampler's float32 copy rounds it
+    ts = torch.arange(2, 51)
+    sigma = model.path.ddim_sigma(ts / 50, (ts - 1) / 50, 1.0).flatten()
+    var = torch.stack([model.posterior(0.0, 0.0, t)[1] for t in ts.tolist()])
+    assert torch.allclose(sigma**2, var, rtol=1e-9)
+    assert bool((FlowPath().ddim_sigma(ts / 50, (ts - 1) / 50, 1.0) == 0).all())
+
+
+def test_weight_average_is_the_lerp_of_every_step(digits):
+    """theta_ema <- d theta_ema + (1 - d) theta after each step, from the first weights on."""
+    torch.manual_seed(0)
+    model = Diffusion.from_size("tiny")
+    opt = model.configure_optimizers(1e-2, 0.0)["main"]
+
+    def optimize(loss, name="main"):
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+
+    ema = [p.detach().clone() for p in model.net.parameters()]
+    batch = (digits.train.tensors[0][:16], digits.train.tensors[1][:16])
+    for _ in range(2):
+        model.training_step(batch, optimize)
+        net = model.net.parameters()
+        ema = [e.lerp(p.detach(), 1 - 0.995) for e, p in zip(ema, net, strict=True)]
+        for e, pe in zip(ema, model.ema_net.module.parameters(), strict=True):
+            assert torch.equal(e, pe)
+
+
+def test_checkpoints_load_with_the_weight_average_and_old_ones_too(digits, tmp_path):
+    torch.manual_seed(0)
+    model = Diffusion.from_size("tiny")
+    cfg = TrainConfig(steps=3, batch_size=16, eval_batches=1, progress=False, out_dir=str(tmp_path))
+    fit(model, digits, cfg)
+    loaded = load_model(Diffusion, tmp_path / CHECKPOINT)
+    assert loaded.averaged_weights and loaded.num_parameters() == model.num_parameters()
+    saved = model.state_dict()
+    assert all(torch.equal(v, saved[k]) for k, v in loaded.state_dict().items())
+    # written before the average was an AveragedModel: its weights as ema_net.<name>
+    old = {k.replace("ema_net.module.", "ema_net."): v for k, v in saved.items()
+           if k != "ema_net.n_averaged"}
+    assert any(k.startswith("ema_net.cond") for k in old)
+    fresh = Diffusion.from_size("tiny")
+    fresh.load_state_dict(old)
+    assert fresh.ema_net.n_averaged == 1  # averaged before: the next step lerps
+    assert all(torch.equal(v, saved[k]) for k, v in fresh.state_dict().items() if k in old)

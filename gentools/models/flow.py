@@ -52,6 +52,19 @@ class FlowConfig:
     deq_hidden: int = 32  # channels of the dequantizer's networks
     alpha: float = 0.05  # logit pre-processing: y -> logit(alpha + (1 - 2 alpha) y)
 
+    def __post_init__(self) -> None:
+        if self.variant not in ("glow", "realnvp"):
+            raise ValueError(f"unknown variant {self.variant!r}: use glow or realnvp")
+        if self.dequantization not in ("uniform", "variational"):
+            raise ValueError(
+                f"unknown dequantization {self.dequantization!r}: use uniform or variational"
+            )
+        _, H, W = self.shape
+        if H % 2**self.scales or W % 2**self.scales:
+            raise ValueError(
+                f"H and W must be divisible by 2**scales={2**self.scales}: {self.shape}"
+            )
+
 
 def normal_log_prob(z: torch.Tensor) -> torch.Tensor:
     """log N(z; 0, I) summed over all but the batch dimension: (B,)."""
@@ -236,17 +249,9 @@ class Flow(GenerativeModel):
     }
 
     def __init__(self, config: FlowConfig):
-        super().__init__(config)
+        super().__init__(config)  # FlowConfig checked the variant, dequantization and shape
         c = config
-        if c.variant not in ("glow", "realnvp"):
-            raise ValueError(f"unknown variant {c.variant!r}: use glow or realnvp")
-        if c.dequantization not in ("uniform", "variational"):
-            raise ValueError(
-                f"unknown dequantization {c.dequantization!r}: use uniform or variational"
-            )
         C, H, W = c.shape
-        if H % 2**c.scales or W % 2**c.scales:
-            raise ValueError(f"H and W must be divisible by 2**scales={2**c.scales}: {c.shape}")
         self.dims = C * H * W  # D
         self.logit = Logit(c.alpha)
         steps = lambda ch, masks: [m for mask in masks

@@ -40,6 +40,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gentools.data.images import to_unit
 from gentools.models.base import GenerativeModel
 
 
@@ -191,7 +192,7 @@ class GAN(GenerativeModel):
         return -d_fake.mean()  # -E D(G(z))
 
     def _real(self, batch) -> tuple[torch.Tensor, torch.Tensor | None]:
-        x = batch[0].float() / (self.config.levels - 1)  # (B, C, H, W) in [0, 1]
+        x = to_unit(batch[0], self.config.levels)  # (B, C, H, W) in [0, 1]
         return x, (batch[1] if self.config.conditional else None)
 
     # --- the contract ---------------------------------------------------------------------

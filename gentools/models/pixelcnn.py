@@ -37,6 +37,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gentools.data.images import to_unit
 from gentools.models.base import GenerativeModel
 from gentools.nn import MaskedConv2d, logistic_mixture_log_prob, logistic_mixture_sample
 
@@ -236,4 +237,4 @@ class PixelCNN(GenerativeModel):
                 # Gumbel-max: argmax(logits / T + g) ~ softmax(logits / T)
                 out[:, :, r, col] = (p + temperature * gumbel).argmax(-1)
         self.train(was_training)
-        return out.float() / (c.levels - 1)
+        return to_unit(out, c.levels)

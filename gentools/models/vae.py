@@ -31,8 +31,13 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from gentools.data.images import to_unit
 from gentools.models.base import GenerativeModel
-from gentools.nn import logistic_mixture_log_prob, logistic_mixture_sample
+from gentools.nn import (
+    discretized_gaussian_log_prob,
+    logistic_mixture_log_prob,
+    logistic_mixture_sample,
+)
 
 DECODERS = ("categorical", "gaussian", "logistic", "bernoulli")
 
@@ -142,23 +147,19 @@ class VAE(GenerativeModel):
         if c.decoder == "logistic":
             return logistic_mixture_log_prob(x, params, c.levels)
         if c.decoder == "bernoulli":
-            target = (x.float() / (c.levels - 1) > 0.5).float()
+            target = (to_unit(x, c.levels) > 0.5).float()
             return -F.binary_cross_entropy_with_logits(params[..., 0], target, reduction="none")
         # discretised Gaussian: P(x) = Phi((x + h - mu) / s) - Phi((x - h - mu) / s), h = half a bin
         mu, log_s = params[..., 0], params[..., 1].clamp(-7, 2)
-        half = 0.5 / (c.levels - 1)
-        xf = x.float() / (c.levels - 1)
-        normal = torch.distributions.Normal(mu, log_s.exp())
-        upper = torch.where(xf >= 1, torch.ones_like(mu), normal.cdf(xf + half))
-        lower = torch.where(xf <= 0, torch.zeros_like(mu), normal.cdf(xf - half))
-        return torch.log((upper - lower).clamp_min(1e-12))
+        return discretized_gaussian_log_prob(to_unit(x, c.levels), mu, log_s.exp(), c.levels,
+                                             low=0.0, high=1.0)
 
     def log_px_given_z(self, x: torch.Tensor, params: torch.Tensor) -> torch.Tensor:
         """log p(x|z) = sum_d log p(x_d|z): (..., B)."""
         return self.pixel_log_probs(x, params).sum(-1)
 
     def _unit(self, x: torch.Tensor) -> torch.Tensor:
-        return x.float() / (self.config.levels - 1)
+        return to_unit(x, self.config.levels)
 
     # --- the contract ---------------------------------------------------------------
     def loss(self, batch) -> dict[str, torch.Tensor]:
@@ -215,9 +216,9 @@ class VAE(GenerativeModel):
         c, p = self.config, self.decode_params(z).cpu()
         if c.decoder == "categorical":
             probs = p.softmax(-1).flatten(0, -2)
-            x = torch.multinomial(probs, 1, generator=generator).view(p.shape[:-1]) / (c.levels - 1)
+            x = to_unit(torch.multinomial(probs, 1, generator=generator), c.levels)  # (N, 1)
         elif c.decoder == "logistic":
-            x = logistic_mixture_sample(p, c.levels, generator=generator) / (c.levels - 1)
+            x = to_unit(logistic_mixture_sample(p, c.levels, generator=generator), c.levels)
         elif c.decoder == "bernoulli":
             x = torch.bernoulli(p[..., 0].sigmoid(), generator=generator)
         else:

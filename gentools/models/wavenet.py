@@ -74,6 +74,11 @@ class WaveNetConfig:
     pitch_midi: tuple[int, ...] = tuple(range(48, 73))  # MIDI note of each pitch index
     phase_levels: int = 64  # the clip's phase at f0, quantised to this many levels, aligns l_t
 
+    def __post_init__(self) -> None:
+        if self.harmonics and len(self.pitch_midi) != self.n_pitches:
+            raise ValueError(f"pitch_midi has {len(self.pitch_midi)} notes for "
+                             f"{self.n_pitches} pitches")
+
 
 class ResidualLayer(nn.Module):
     """Dilated causal conv, gated unit with conditioning, residual and skip 1x1 convs."""
@@ -116,9 +121,6 @@ class WaveNet(GenerativeModel):
         self.layers = nn.ModuleList(ResidualLayer(c, d) for d in self.dilations)
         if c.harmonics:  # W_l l_t for every layer: a 1x1 conv of the pitch sinusoids
             self.local = nn.Conv1d(2 * c.harmonics, n_cond, 1, bias=False)
-            if len(c.pitch_midi) != c.n_pitches:
-                raise ValueError(f"pitch_midi has {len(c.pitch_midi)} notes for "
-                                 f"{c.n_pitches} pitches")
         self.out1 = nn.Conv1d(c.skip_channels, c.skip_channels, 1)
         self.out2 = nn.Conv1d(c.skip_channels, c.levels, 1)
 
