@@ -90,11 +90,17 @@ def _make_runs(asked: dict, at_once: int) -> None:
                                                     asked["data"], asked["data_dir"]))
               for seed in range(asked["seeds"]) for fam in compare.FAMILIES
               if not fam.prefix]  # flow matching comes from the diffusion run
+    def timed(nb: str, params: dict) -> tuple[Path, float]:
+        start = time.perf_counter()
+        run = jobs.run(nb, params, out=asked["runs_dir"], progress=False, reuse=True)
+        return run, time.perf_counter() - start
+
     with ThreadPoolExecutor(at_once) as pool:
-        done = [pool.submit(jobs.run, nb, params, out=asked["runs_dir"], progress=False,
-                            reuse=True) for nb, params in wanted]
+        done = [pool.submit(timed, nb, params) for nb, params in wanted]
         for (nb, params), future in zip(wanted, done, strict=True):
-            print(f"made {nb} seed {params['seed']}: {future.result()}", flush=True)
+            run, wall = future.result()
+            print(f"- {nb} seed {params['seed']}: {wall / 60:.1f} min of wall time, evaluation "
+                  f"included ({run.name})", flush=True)
 
 
 def _num(x: float, decimals: int) -> str:

@@ -196,7 +196,7 @@ def image_classifier(images: ImageData | None = None,
     config = CLASSIFIERS[data_kind(images.name)] if config is None else config
     (xtr, ytr), (xte, yte) = images.train.tensors, images.test.tensors
     key = hashlib.sha256(json.dumps(dataclasses.asdict(config), sort_keys=True).encode())
-    for t in (xtr.float() / (images.levels - 1), ytr, xte.float() / (images.levels - 1), yte):
+    for t in (to_unit(xtr, images.levels), ytr, to_unit(xte, images.levels), yte):
         key.update(t.numpy().tobytes())
     name = f"{images.name}-classifier-{key.hexdigest()[:16]}.safetensors"
     if name in _classifiers:

@@ -24,14 +24,14 @@ AUTO = {  # notebook -> "digits" or "8-bit" -> {parameter: value}
                       eval_every=1200),
     },
     "gan": {
-        "digits": dict(size="default", steps=1500),
-        "8-bit": dict(size="medium", steps=2500),
+        "digits": dict(size="default", loss="wgan-gp", steps=1500),
+        "8-bit": dict(size="medium", loss="nonsaturating", steps=2500),
     },
     "diffusion": {
-        "digits": dict(size="default", steps=1500, flow_steps=1500, sample_steps=50,
-                       nll_draws=32, curve_samples=400),
-        "8-bit": dict(size="medium", steps=2000, flow_steps=2000, sample_steps=20, nll_draws=2,
-                      curve_samples=100),
+        "digits": dict(size="default", steps=1500, flow_steps=1500, batch_size=128,
+                       sample_steps=50, nll_draws=32, curve_samples=400),
+        "8-bit": dict(size="medium", steps=2500, flow_steps=2500, batch_size=64,
+                      sample_steps=20, nll_draws=2, curve_samples=100),
     },
     "compare": {"digits": dict(n_samples=1000), "8-bit": dict(n_samples=250)},
     "flow": {

@@ -289,6 +289,15 @@ def test_both_noise_paths_mix_data_and_noise_the_same_way(path):
     xt = a * x0 + s * noise
     out = noise - x0 if path.heun else noise  # v = eps - x_0, or eps
     assert torch.allclose(path.x0_from_output(xt, out, t[:6]), x0, atol=1e-9)
+    v = noise - x0 if path.heun else a * noise - s * x0  # the velocity, or v = a eps - s x_0
+    assert torch.allclose(path.x0_from_v(xt, v, t[:6]), x0, atol=1e-9)
+    if not path.heun:  # where a is near 0, x_0 from eps is far off and x_0 from v exact
+        a1, s1 = path.scales(torch.ones(6, dtype=torch.float64).float())
+        x1 = (a1 * x0 + s1 * noise).float()
+        eps32, v32 = noise.float(), (a1 * noise - s1 * x0).float()
+        far = (path.x0_from_output(x1, eps32, torch.ones(6)) - x0).abs().max()
+        near = (path.x0_from_v(x1, v32, torch.ones(6)) - x0).abs().max()
+        assert near < 1e-5 < far
 
 
 def test_ddim_at_eta_one_takes_ancestral_ddpm_steps():

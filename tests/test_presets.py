@@ -11,9 +11,9 @@ DIGITS_BEFORE = {
     "pixelcnn": dict(size="default", steps=700, batch_size=64, lr=0.002, dropout=0.4,
                      eval_every=250),
     "flow": dict(size="default", steps=500, iw_k=64, eval_every=100),
-    "gan": dict(size="default", steps=1500),
-    "diffusion": dict(size="default", steps=1500, flow_steps=1500, sample_steps=50,
-                      nll_draws=32, curve_samples=400),
+    "gan": dict(size="default", loss="wgan-gp", steps=1500),
+    "diffusion": dict(size="default", steps=1500, flow_steps=1500, batch_size=128,
+                      sample_steps=50, nll_draws=32, curve_samples=400),
     "compare": dict(n_samples=1000),
 }
 

@@ -9,7 +9,7 @@ from noise to data. The DDPM also bounds the likelihood (`bound.py`).
 Classifier-free guidance (Ho & Salimans 2022, https://arxiv.org/abs/2207.12598): labels are
 dropped to a null class in training; sampling uses x0 = x0(null) + w (x0(y) - x0(null)).
 
-NOTE: the network does not output eps or v (unless output="direct"). It outputs logits over the
+NOTE: the network does not output eps or v (unless output="direct" or "v"). It outputs logits over the
   grey levels of each pixel, and adds the exact log-likelihood of each level v given the noisy
   pixel, log N(x_t; a_t v, s_t^2) for x_t = a_t x_0 + s_t eps, before the softmax; x0_hat is the
   mean level and eps_hat = (x_t - a_t x0_hat) / s_t (v_hat = (x_t - x0_hat) / t). At low noise the
@@ -45,9 +45,9 @@ class DiffusionConfig:
     shape: tuple[int, int, int] = (1, 8, 8)  # (C, H, W) of the images
     levels: int = 17  # discrete grey levels of the data (17 for digits, 256 for 8-bit)
     objective: str = "ddpm"  # "ddpm" (noise prediction, variational bound) or "flow" (matching)
-    output: str = (
-        "levels"  # "levels": logits per grey level + its exact likelihood; "direct": eps or v
-    )
+    # "levels": logits per grey level + its exact likelihood; "direct": eps (DDPM) or the
+    # velocity (flow); "v": v = a eps - s x_0 (Salimans & Ho 2022; the velocity for flow)
+    output: str = "levels"
     network: str = "mlp"  # "mlp" (residual MLP on flattened pixels) or "unet" (conv U-Net)
     width: int = 256  # hidden units of the MLP, or channels of the U-Net's first level
     depth: int = 3  # residual blocks of the MLP, or of each U-Net level
@@ -62,7 +62,7 @@ class DiffusionConfig:
     dropout: float = 0.0  # dropout inside the residual blocks
 
     def __post_init__(self) -> None:
-        for field, allowed in [("objective", ("ddpm", "flow")), ("output", ("levels", "direct")),
+        for field, allowed in [("objective", ("ddpm", "flow")), ("output", ("levels", "direct", "v")),
                                ("variance", ("beta", "posterior")), ("network", ("mlp", "unet")),
                                ("schedule", ("linear", "cosine"))]:
             if getattr(self, field) not in allowed:
@@ -98,6 +98,8 @@ class Diffusion(VariationalBound, GenerativeModel):
     sizes = {
         "tiny": dict(network="mlp", width=32, depth=1, timesteps=50),
         "default": dict(network="mlp", width=256, depth=3, timesteps=1000),
+        "medium": dict(network="unet", width=16, depth=1, timesteps=1000, output="v",
+                       ema=0.99),  # 28x28 on a CPU
         "gpu": dict(network="unet", width=128, depth=2, timesteps=1000),
     }
 
@@ -165,10 +167,13 @@ class Diffusion(VariationalBound, GenerativeModel):
 
     def predict_x0(self, x, t, y) -> torch.Tensor:
         """The predicted x_0 (B, C, H, W) from x_t at time t (B,): E[x_0 | x_t] over the levels,
-        or from a direct eps (x_0 = (x_t - s eps) / a) or v (x_0 = x_t - t v)."""
+        or from a direct eps (x_0 = (x_t - s eps) / a), velocity (x_0 = x_t - t v) or v."""
         if self.config.output == "levels":
             return self.level_log_probs(x, t, y).exp() @ self.grid.to(x.dtype)
-        return self.path.x0_from_output(x, self.denoiser()(x, t, y)[..., 0], t)
+        out = self.denoiser()(x, t, y)[..., 0]  # (B, C, H, W)
+        if self.config.output == "v":
+            return self.path.x0_from_v(x, out, t)
+        return self.path.x0_from_output(x, out, t)
 
     def denoise(self, x, t, y, guidance: float = 1.0) -> torch.Tensor:
         """The predicted x_0 with classifier-free guidance w: x0(null) + w (x0(y) - x0(null))."""

@@ -16,6 +16,7 @@ Both paths answer the same questions, so the model never asks which one it has:
 - `draw_t(n, device)`: the times of a training batch;
 - `loss(denoise, x0, noise, t)`: the training loss, given denoise(x_t, t) -> predicted x_0;
 - `x0_from_output(x, out, t)`: x_0 from a network that outputs eps (DDPM) or v (flow);
+- `x0_from_v(x, v, t)`: x_0 from v = a eps - s x_0 (DDPM; for flow, the velocity again);
 - `time_grid(steps)`: the times a sampler visits, from 1 (noise) down to 0 (data);
 - `ddim_sigma(t, s, eta)`: the noise of a DDIM step from t to s (none on the straight path);
 - `heun`: whether Heun's correction applies (the straight path's ODE) when sampling.
@@ -89,6 +90,12 @@ class DDPMPath(nn.Module):
         a, s = self.scales(t)
         return (x - s * eps) / a  # x_0 = (x_t - s eps) / a
 
+    def x0_from_v(self, x, v, t) -> torch.Tensor:
+        """x_0 from v = a eps - s x_0 (Salimans & Ho 2022): x_0 = a x_t - s v, since a^2 + s^2 = 1.
+        Unlike x_0 from eps it never divides by a, which is near 0 at high noise."""
+        a, s = self.scales(t)
+        return a * x - s * v
+
     def time_grid(self, steps: int) -> list[float]:
         """`steps` steps from t = 1 to 0 on the times k/T (fewer if steps > T)."""
         ts = torch.linspace(self.T, 0, steps + 1).round().long().unique_consecutive()
@@ -122,6 +129,8 @@ class FlowPath(nn.Module):
     def x0_from_output(self, x, v, t) -> torch.Tensor:
         _, s = self.scales(t)
         return x - s * v  # x_0 = x_t - t v
+
+    x0_from_v = x0_from_output  # the straight path's v is its velocity
 
     def time_grid(self, steps: int) -> list[float]:
         return torch.linspace(1, 0, steps + 1).tolist()
