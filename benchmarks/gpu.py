@@ -10,11 +10,13 @@ compilation). The whole script stops starting runs when `--budget` seconds are s
 
     python benchmarks/gpu.py [--steps 100] [--deterministic] [--compile] [--budget 420]
 
-`--fashion DIR` measures quality instead: the VAE, PixelCNN and flow at `gpu` size on
-Fashion-MNIST (the four IDX files in DIR; the GPU machine needs its own copy), each trained
-for its steps in FASHION_STEPS and evaluated in full on the 10,000 test images, with their
-test bits/dim in the table (targets: PixelCNN <= 2.7, the flow below Glow's 3.14). The
-steps are chosen to end within 10 minutes of one H100 and have not been measured yet.
+`--fashion DIR` measures quality instead: the VAE, GAN, PixelCNN, flow and diffusion
+notebooks at `gpu` size on Fashion-MNIST (the four IDX files in DIR; the GPU machine needs its
+own copy), each trained for its steps in FASHION_STEPS (the diffusion notebook's two models
+each) and evaluated as its notebook does, with the figures of FASHION_METRICS in the table:
+test bits/dim on the 10,000 test images (targets: PixelCNN <= 2.7, the flow below Glow's
+3.14), and the Fréchet classifier distance of the samples. The steps are chosen to end
+within 10 minutes of one H100 and have not been measured yet.
 
 Without CUDA it exits with status 2 and says so.
 """
@@ -43,8 +45,15 @@ QUICK = {
     "n_clips": 600,
 }
 # --fashion: steps of each quality run and the metric it reports (bits/dim on the test set)
-FASHION_STEPS = {"vae": 20000, "pixelcnn": 8000, "flow": 8000}
-FASHION_METRIC = {"vae": "test_bpd", "pixelcnn": "test_bpd", "flow": "test_bpd_iw"}
+FASHION_STEPS = {"vae": 20000, "gan": 10000, "pixelcnn": 8000, "flow": 8000, "diffusion": 5000}
+FASHION_METRICS = {  # notebook -> (metrics.json key, what it is)
+    "vae": (("test_bpd", "test bits/dim"), ("fcd", "FCD")),
+    "gan": (("fcd", "FCD"),),
+    "pixelcnn": (("test_bpd", "test bits/dim"),),
+    "flow": (("test_bpd_iw", "test bits/dim"),),
+    "diffusion": (("test_bpd", "test bits/dim"), ("fcd", "FCD"), ("guided_accuracy",
+                  "guided accuracy"), ("flow_fcd", "flow matching FCD")),
+}
 
 
 def cuda_device() -> str | None:
@@ -74,6 +83,8 @@ def parameters(stem: str, spec: dict, args: argparse.Namespace
         steps = FASHION_STEPS[stem]
         values.update(data="fashion-mnist", data_dir=args.fashion, steps=steps,
                       eval_every=steps // 4)
+        if "flow_steps" in spec:
+            values["flow_steps"] = steps
     else:
         values.update({k: v for k, v in QUICK.items() if k in spec})
     missing = []
@@ -143,7 +154,8 @@ def main() -> int:
             batch = presets.resolve(stem, validate(spec, values))["batch_size"]
             note = f" (no {' or '.join(missing)} parameter)" if missing else ""
             if args.fashion:
-                note += f"; test bits/dim {metrics[FASHION_METRIC[stem]]:.3f}"
+                note += "".join(f"; {what} {metrics[key]:.3f}"
+                                for key, what in FASHION_METRICS[stem])
             rows.append(
                 f"| {stem} | {steps:.0f} | {steps / seconds:.1f} | {steps * batch / seconds:.0f} "
                 f"| {wall:.0f} s | ok{note} |"

@@ -57,6 +57,24 @@ def test_table_shows_mean_and_std_over_seeds_per_family():
     assert flat["vae_nll_mean"] == 87.0 and "gan_nll_mean" not in flat
 
 
+def test_the_anchors_are_rows_of_their_own_from_the_data():
+    """Held-out real digits and the per-pixel histogram, each with the numbers it has: the
+    reference distance alone, and the baseline's distance with its exact NLL."""
+    anchors = compare.anchors("digits", "", 1000, 0)
+    real, histogram = anchors
+    assert real == "held-out real images (350 val)" and histogram == "per-pixel histogram"
+    judge = metrics.sample_judge(load_images("digits"), 1000, 0)
+    assert anchors[real] == {"fcd": judge.reference}
+    assert anchors[histogram]["fcd"] == judge.baseline
+    assert round(anchors[histogram]["nll"], 1) == 106.5  # the baseline the README quotes
+    vae = compare.family("vae")
+    summary = compare.summarise([fake_result(vae, 0, 86.0, 30.0)])
+    lines = compare.markdown_table(summary, anchors).splitlines()
+    assert len(lines) == 5 and lines[2].startswith("| VAE |")
+    assert lines[3].startswith(f"| *{real}* | – | – | – | – | – | – | {judge.reference:.2f} |")
+    assert lines[4].startswith(f"| *{histogram}* | – | – | – | – | {anchors[histogram]['nll']:.2f}")
+
+
 def test_seeds_must_agree_on_the_parameter_count():
     vae = compare.family("vae")
     results = [fake_result(vae, 0, 86.0, 30.0, 100), fake_result(vae, 1, 86.0, 30.0, 101)]

@@ -18,9 +18,11 @@ from gentools.models.pixelcnn import PixelCNN
 from gentools.models.vae import VAE
 from gentools.train import TrainConfig, fit
 
-pytestmark = pytest.mark.skipif(
-    default_root("fashion-mnist") is None,
-    reason="Debian's dataset-fashion-mnist is not installed (make test installs it)")
+pytestmark = [
+    pytest.mark.skipif(default_root("fashion-mnist") is None, reason="Debian's "
+                       "dataset-fashion-mnist is not installed (make test installs it)"),
+    pytest.mark.long,  # the judge's classifier trains here on the 55,000 images: minutes
+]
 
 
 @pytest.fixture(scope="module")
