@@ -64,8 +64,9 @@ def main() -> None:
           f"{args.at_once} at a time):\n")
     print(table)
     load = lambda xs: "/".join(f"{x:.2f}" for x in xs)  # noqa: E731
+    target = ", target <= 25 min at 3 seeds" if args.data == "digits" else ""
     print(f"\nwall time {wall / 60:.1f} min (finding or running the {len(rows)} model runs: "
-          f"{made / 60:.1f} min), target <= 25 min at 3 seeds; load average (1/5/15 min) "
+          f"{made / 60:.1f} min){target}; load average (1/5/15 min) "
           f"{load(load_before)} before, {load(load_after)} after; torch threads per "
           f"process: {os.environ.get('GENTOOLS_THREADS', 'the gentools default (1)')}.")
     print(f"\nevery row equals the metrics.json of its runs: {agree}")
@@ -116,10 +117,10 @@ def _rows(fam, meta):
 ANCHORS = (  # (metrics.json key, what it is, unit, decimals)
     ("baseline_histogram_nll", "per-pixel histogram", " nats", 2),
     ("baseline_uniform_nll", "uniform", " nats", 1),
-    ("fcd_heldout_reference", "reference: real validation vs test digits (both unseen by the"
-     " classifier), Fréchet classifier distance at the notebook's 1000 samples", "", 2),
-    ("fcd_histogram_baseline", "the per-pixel histogram's 1000 samples, Fréchet classifier"
-     " distance", "", 2),
+    ("fcd_heldout_reference", "reference: real validation vs test images (both unseen by the"
+     " classifier), Fréchet classifier distance, as many as each notebook's samples", "", 2),
+    ("fcd_histogram_baseline", "the per-pixel histogram's samples, Fréchet classifier"
+     " distance, as many as each notebook's samples", "", 2),
 )
 
 

@@ -29,9 +29,9 @@ AUTO = {  # notebook -> "digits" or "8-bit" -> {parameter: value}
     },
     "diffusion": {
         "digits": dict(size="default", steps=1500, flow_steps=1500, batch_size=128,
-                       sample_steps=50, nll_draws=32, curve_samples=400),
+                       sample_steps=50, nll_draws=32, curve_samples=400, eval_every=250),
         "8-bit": dict(size="medium", steps=2500, flow_steps=2500, batch_size=64,
-                      sample_steps=20, nll_draws=2, curve_samples=100),
+                      sample_steps=20, nll_draws=2, curve_samples=100, eval_every=1250),
     },
     "compare": {"digits": dict(n_samples=1000), "8-bit": dict(n_samples=250)},
     "flow": {

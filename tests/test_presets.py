@@ -13,7 +13,7 @@ DIGITS_BEFORE = {
     "flow": dict(size="default", steps=500, iw_k=64, eval_every=100),
     "gan": dict(size="default", loss="wgan-gp", steps=1500),
     "diffusion": dict(size="default", steps=1500, flow_steps=1500, batch_size=128,
-                      sample_steps=50, nll_draws=32, curve_samples=400),
+                      sample_steps=50, nll_draws=32, curve_samples=400, eval_every=250),
     "compare": dict(n_samples=1000),
 }
 
