@@ -148,8 +148,9 @@ BENCHMARKS = [
               "1.05, RealNVP 1.06. `python benchmarks/fashion.py --designs --no-jobs "
               "--no-throughput` re-measures the design tables. The first run of this benchmark "
               "(2026-12-06) stopped on printing its flow row, after its three jobs completed; "
-              "the README's Fashion-MNIST table gives its throughput, PixelCNN and VAE rows and "
-              "a separate run of the flow job at the current default."),
+              "the README gives its throughput figure, and the record above "
+              "(fashion_compare) holds the three jobs, run again with the GAN and diffusion "
+              "jobs."),
     Benchmark("bert", "Quality", "BERT where the input hides the answer (pydoc text)",
               ("benchmarks/transformers.py", "--parts", "bert"),
               "The BERT notebook's defaults trained in `train.fit`; val scored with one seeded "

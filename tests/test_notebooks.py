@@ -45,6 +45,8 @@ def test_there_are_notebooks():
 
 def test_stored_notebook_is_small_and_keeps_only_checked_outputs(notebook):
     assert notebook.stat().st_size < 100_000
+    ids = [cell.get("id") for cell in json.loads(notebook.read_text())["cells"]]
+    assert None not in ids and len(set(ids)) == len(ids)  # nbformat 4.5: one id per cell
     nb = nbformat.read(notebook, as_version=4)
     assert "widgets" not in nb.metadata
     assert nb.metadata.kernelspec.name == "python3" and nb.metadata.language_info.name
