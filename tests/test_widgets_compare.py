@@ -1,8 +1,12 @@
 """The comparison's pictures (gentools.widgets.compare): quality against training time."""
 
+import base64
 import math
+import re
+import struct
 
 import pytest
+import torch
 from test_compare import fake_result
 
 from gentools import compare
@@ -28,3 +32,13 @@ def test_quality_chart_switches_the_measure_and_hides_missing_numbers():
     assert "Fréchet" in chart.fig.layout.yaxis.title.text
     with pytest.raises(ValueError, match="unknown quality measure"):
         pictures.quality_vs_time(summary, "sharpness")
+
+
+def test_samples_side_by_side_draws_every_data_set_at_a_readable_size():
+    """Digits and 28x28 images alike: each model's grid of 8 columns is 400 px wide or more."""
+    grids = {"digits": torch.rand(16, 1, 8, 8), "fashion": torch.rand(16, 1, 28, 28)}
+    html = pictures.samples_side_by_side(grids)
+    pngs = [base64.b64decode(m) for m in re.findall(r"base64,([A-Za-z0-9+/=]+)", html)]
+    widths = [struct.unpack(">I", png[16:20])[0] for png in pngs]
+    assert len(widths) == 2 and min(widths) >= 400, widths
+    assert "<figcaption>fashion</figcaption>" in html

@@ -15,10 +15,11 @@ from gentools.widgets.image import grid_png
 
 
 def samples_side_by_side(grids: dict, nrow: int = 8) -> str:
-    """HTML: one captioned PNG grid per model, side by side (saved as text/html in a notebook)."""
+    """HTML: one captioned PNG grid per model, side by side (saved as text/html in a notebook);
+    each tile is upscaled to about `image.TILE_PX` pixels, an 8x8 digit as a 28x28 image."""
     cells = []
     for name, images in grids.items():
-        png = b64encode(grid_png(images, nrow=nrow, scale=3)).decode("ascii")
+        png = b64encode(grid_png(images, nrow=nrow)).decode("ascii")
         cells.append(
             f'<figure style="margin:4px;text-align:center"><img src="data:image/png;base64,{png}"'
             f' alt="{html.escape(name)} samples"/><figcaption>{html.escape(name)}</figcaption>'
