@@ -9,11 +9,12 @@ from noise to data. The DDPM also bounds the likelihood (`bound.py`).
 Classifier-free guidance (Ho & Salimans 2022, https://arxiv.org/abs/2207.12598): labels are
 dropped to a null class in training; sampling uses x0 = x0(null) + w (x0(y) - x0(null)).
 
-NOTE: the network does not output eps or v (unless output="direct" or "v"). It outputs logits over the
-  grey levels of each pixel, and adds the exact log-likelihood of each level v given the noisy
-  pixel, log N(x_t; a_t v, s_t^2) for x_t = a_t x_0 + s_t eps, before the softmax; x0_hat is the
-  mean level and eps_hat = (x_t - a_t x0_hat) / s_t (v_hat = (x_t - x0_hat) / t). At low noise the
-  likelihood term pins x0_hat to the right level, which the bound's many small-t terms need: on
+NOTE: the network does not output eps or v (unless output="direct" or "v"). It outputs logits
+  over the grey levels of each pixel, and adds the exact log-likelihood of each level v given
+  the noisy pixel, log N(x_t; a_t v, s_t^2) for x_t = a_t x_0 + s_t eps, before the softmax;
+  x0_hat is the mean level and eps_hat = (x_t - a_t x0_hat) / s_t (v_hat = (x_t - x0_hat) / t).
+  At low noise the likelihood term pins x0_hat to the right level, which the bound's many
+  small-t terms need: on
   the digits the bound fell from 218 to 103 nats at equal training (benchmarks/diffusion.py,
   measured with an earlier estimator that drew one t per stratum for all images at once).
   The softmax over categories follows Dieleman et al. 2022 (https://arxiv.org/abs/2211.15089);
@@ -62,7 +63,8 @@ class DiffusionConfig:
     dropout: float = 0.0  # dropout inside the residual blocks
 
     def __post_init__(self) -> None:
-        for field, allowed in [("objective", ("ddpm", "flow")), ("output", ("levels", "direct", "v")),
+        for field, allowed in [("objective", ("ddpm", "flow")),
+                               ("output", ("levels", "direct", "v")),
                                ("variance", ("beta", "posterior")), ("network", ("mlp", "unet")),
                                ("schedule", ("linear", "cosine"))]:
             if getattr(self, field) not in allowed:
