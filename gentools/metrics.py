@@ -314,11 +314,16 @@ def histogram_samples(images: ImageData, n: int, generator: torch.Generator | No
     return to_unit(levels.T.reshape(n, *images.shape), images.levels)
 
 
-def class_coverage(images, classifier=None) -> torch.Tensor:
-    """Fraction of images (N, C, H, W) in [0, 1] that the classifier puts in each class: (10,)."""
+def predicted_classes(images, classifier=None) -> torch.Tensor:
+    """The classifier's class (N,) of each image (N, C, H, W) in [0, 1], on the data's levels."""
     classifier = digits_classifier() if classifier is None else classifier
     with torch.no_grad():
-        pred = classifier.head(classifier_features(images, classifier).float()).argmax(1)
+        return classifier.head(classifier_features(images, classifier).float()).argmax(1)
+
+
+def class_coverage(images, classifier=None) -> torch.Tensor:
+    """Fraction of images (N, C, H, W) in [0, 1] that the classifier puts in each class: (10,)."""
+    pred = predicted_classes(images, classifier)
     return torch.bincount(pred, minlength=10).double() / len(pred)  # sums to 1
 
 
@@ -340,9 +345,7 @@ class Judge:
 
     def accuracy(self, samples: torch.Tensor, labels: torch.Tensor) -> float:
         """The share of samples the classifier puts in the class they were asked for."""
-        with torch.no_grad():
-            pred = self.classifier.head(classifier_features(samples, self.classifier).float())
-        return (pred.argmax(1) == labels.cpu()).float().mean().item()
+        return (predicted_classes(samples, self.classifier) == labels.cpu()).float().mean().item()
 
 
 def sample_judge(images: ImageData, n: int = 1000, seed: int = 0) -> Judge:
