@@ -26,8 +26,10 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from gentools import checkpoint, compare, jobs, presets
+from gentools import checkpoint, presets
 from gentools.files import read_json
+from gentools.record import METRICS
+from gentools.runner import compare, jobs
 
 
 def main() -> None:
@@ -54,7 +56,7 @@ def main() -> None:
         load_after = os.getloadavg()
         table = (run / "compare.md").read_text().strip()
         tensors, meta = checkpoint.load(run / "checkpoint.safetensors")
-        made = read_json(run / jobs.METRICS)["collect_seconds"]
+        made = read_json(run / METRICS)["collect_seconds"]
         rows = [r for fam in compare.FAMILIES for r in _rows(fam, meta)]
         agree = all(_agrees(run_dir, fam, i, tensors) for fam, i, run_dir in rows)
         anchors = _anchors([run_dir for _, _, run_dir in rows])
@@ -127,7 +129,7 @@ ANCHORS = (  # (metrics.json key, what it is, unit, decimals)
 def _anchors(run_dirs) -> str:
     """The anchors as the runs' metrics.json hold them: each key's value, or its range (with
     the number of runs) where runs disagree."""
-    records = [read_json(d / jobs.METRICS) for d in run_dirs]
+    records = [read_json(d / METRICS) for d in run_dirs]
     parts = []
     for key, name, unit, decimals in ANCHORS:
         values = sorted({round(r[key], decimals) for r in records if key in r})
@@ -145,7 +147,7 @@ def _anchors(run_dirs) -> str:
 
 def _agrees(run_dir: Path, fam, i: int, tensors: dict) -> bool:
     """The saved per-seed NLL and training time equal the run's own metrics.json."""
-    recorded = read_json(run_dir / jobs.METRICS)
+    recorded = read_json(run_dir / METRICS)
     same = tensors[f"{fam.key}.train_seconds"][i].item() == recorded[fam.prefix + "train_seconds"]
     if fam.nll_key:
         same &= tensors[f"{fam.key}.nll"][i].item() == recorded[fam.nll_key]

@@ -26,10 +26,11 @@ import time
 
 import torch
 
-from gentools import jobs, repro
+from gentools import repro
 from gentools.data import load_images
 from gentools.metrics import digits_classifier, frechet_classifier_distance
 from gentools.models.diffusion import Diffusion
+from gentools.runner import jobs
 from gentools.train import TrainConfig, fit
 
 DESIGNS = [  # (size, overrides, steps)

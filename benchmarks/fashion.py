@@ -33,11 +33,12 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gentools import jobs, repro
+from gentools import repro
 from gentools.data import load_images
 from gentools.models.flow import Flow
 from gentools.models.pixelcnn import PixelCNN
 from gentools.models.vae import VAE
+from gentools.runner import jobs
 from gentools.train import TrainConfig, batch_indices, fit
 
 # family -> (model class, training budget, [(label, overrides)]). A budget is ("steps", n) or

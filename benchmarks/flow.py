@@ -15,7 +15,7 @@ import json
 import tempfile
 import time
 
-from gentools import jobs
+from gentools.runner import jobs
 
 
 def main() -> None:

@@ -22,8 +22,8 @@ import json
 import tempfile
 import time
 
-from gentools import jobs
-from gentools.params import parse_value
+from gentools.runner import jobs
+from gentools.runner.params import parse_value
 
 
 def run(name: str, params: dict, out: str) -> tuple[float, dict]:

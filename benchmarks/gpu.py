@@ -31,8 +31,9 @@ import tempfile
 import time
 from pathlib import Path
 
-from gentools import jobs, presets
-from gentools.params import available_notebooks, notebook_parameters, validate
+from gentools import presets
+from gentools.parameters import available_notebooks, notebook_parameters, validate
+from gentools.record import METRICS
 
 # Evaluation knobs, kept small: the benchmark measures training throughput.
 QUICK = {
@@ -145,8 +146,8 @@ def main() -> int:
             run_dir, status = run_one(stem, values, Path(tmp), left)
             wall = time.monotonic() - clock
             metrics = {}
-            if run_dir is not None and (run_dir / jobs.METRICS).is_file():
-                metrics = json.loads((run_dir / jobs.METRICS).read_text())
+            if run_dir is not None and (run_dir / METRICS).is_file():
+                metrics = json.loads((run_dir / METRICS).read_text())
             if status != "ok" or "train_seconds" not in metrics:
                 rows.append(f"| {stem} | | | | {wall:.0f} s | {status} |")
                 continue

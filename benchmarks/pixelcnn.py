@@ -25,10 +25,11 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from gentools import jobs, repro
+from gentools import repro
 from gentools.data import load_images
 from gentools.models.pixelcnn import PixelCNN
 from gentools.nn import CausalConv1d
+from gentools.runner import jobs
 from gentools.train import batch_indices
 
 

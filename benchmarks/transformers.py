@@ -29,11 +29,12 @@ import time
 
 import torch
 
-from gentools import jobs, repro
+from gentools import repro
 from gentools.data import text
 from gentools.models.bert import BERT
 from gentools.models.gpt import GPT
-from gentools.params import notebook_parameters, repo_notebooks_dir
+from gentools.parameters import notebook_parameters, repo_notebooks_dir
+from gentools.runner import jobs
 from gentools.train import Callback, TrainConfig, batch_indices, compile_in_place, fit, take
 
 NANOGPT = dict(block_size=64, n_layer=4, n_head=4, n_embd=128, dropout=0.0, beta2=0.99)

@@ -15,7 +15,7 @@ import statistics
 import tempfile
 import time
 
-from gentools import jobs
+from gentools.runner import jobs
 
 
 def main() -> None:

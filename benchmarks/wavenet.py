@@ -34,10 +34,12 @@ import warnings
 import numpy as np
 import torch
 
-from gentools import checkpoint, jobs, repro
+from gentools import checkpoint, repro
 from gentools.data.audio import midi_to_hz, mu_law_decode, pitch_check
 from gentools.files import read_json
 from gentools.models.wavenet import WaveNet
+from gentools.record import METRICS
+from gentools.runner import jobs
 
 
 def generation_rate(model: WaveNet, sampler: str, n: int, k: int) -> tuple[float, torch.Tensor]:
@@ -85,7 +87,7 @@ def main() -> None:
                              ("the control without the clock", {"clock": False})):
             start = time.perf_counter()
             run = jobs.run("wavenet", params, out=out, progress=False)
-            runs[name] = (time.perf_counter() - start, read_json(run / jobs.METRICS),
+            runs[name] = (time.perf_counter() - start, read_json(run / METRICS),
                           checkpoint.load(run / "notes.safetensors"))
     t = next(iter(runs.values()))[1]["pitch_temperature"]
     print("\n`gentools run wavenet` at default parameters, and with `-p clock false`; notes within"

@@ -1,4 +1,38 @@
-"""gentools: a notebook-first PyTorch toolkit for the classic generative architectures."""
+"""gentools: a notebook-first PyTorch toolkit for the classic generative architectures.
+
+Two layers, and every import arrow points down:
+
+    notebooks/*.ipynb, the `gentools` command (__main__.py)
+        |
+        v
+    gentools/runner/   the runner: notebooks as jobs (papermill), sweeps (Dask), the
+        |              comparison, the CLI; see gentools.runner
+        v
+    gentools/          the core, below: what a learner reads, and all that runs inside a
+                       notebook's kernel
+
+The core imports no papermill, nbclient, jupyter_client, dask or distributed, and nothing
+from gentools.runner (tests/test_project.py checks both). Its modules:
+
+    data/            datasets and loaders, embedded defaults first
+    nn.py            layers several models share: masked and causal convolutions
+    transformer.py   the Transformer block GPT and BERT share, and its KV cache
+    models/          one architecture per file (diffusion/ per part), on models/base.py
+    train.py         the one training loop: fit(model, data, cfg, callbacks)
+    checkpoint.py    atomic safetensors + JSON checkpoints (no pickle)
+    metrics.py       bits/dim, dataset NLL, the Frechet classifier distance, coverage
+    monitor.py       the live training monitor (curves, samples, ETA, Stop)
+    ui_events.py     widget clicks that reach a running cell (the monitor's Stop button)
+    widgets/         exploration widgets: latent space, images, audio, text, attention
+    presets.py       the values of parameters left at "auto" / 0, chosen for the data
+    repro.py         seeding, device, torch threads, environment capture
+    parameters.py    a notebook's parameters cell as a schema, its checks, the resolver
+    record.py        record(): a notebook's metrics.json and environment.json
+    files.py         the one atomic write; JSON read and written whole
+    signals.py       SIGINT / SIGTERM handled for the length of a run or of training
+
+and ``setup`` below, the preamble every notebook calls.
+"""
 
 from __future__ import annotations
 
@@ -17,7 +51,7 @@ def setup(values: Mapping[str, object], notebook: str) -> tuple[dict[str, object
     Returns the validated parameters and the torch.device. Imports torch only when called.
     """
     from gentools import presets, repro
-    from gentools.params import check_notebook
+    from gentools.parameters import check_notebook
 
     params = check_notebook(values, notebook)
     chosen = presets.resolve(notebook, params)

@@ -1,8 +1,8 @@
-"""``python -m gentools``: the same as the ``gentools`` command (see gentools.cli)."""
+"""``python -m gentools``: the same as the ``gentools`` command (see gentools.runner.cli)."""
 
 import sys
 
-from gentools.cli import main
+from gentools.runner.cli import main
 
 if __name__ == "__main__":
     sys.exit(main())

@@ -17,7 +17,7 @@ UI messages are processed at most once per `redraw_every` seconds, and always at
 and `on_end`. Curves are averaged into at most 2000 bins live and 500 in the static figure.
 
 NOTE (Stop button): while a cell runs, ipykernel does not read the button's comm message until
-the cell ends. `gentools._compat.process_ui_events()` reads the messages that wait for the busy
+the cell ends. `gentools.ui_events.process_ui_events()` reads the messages that wait for the busy
 thread and handles the widget (comm) ones in place. It relies on ipykernel 7's internals, so it
 checks the version and does nothing elsewhere: the click then reaches the kernel only after the
 cell has ended, and Kernel > Interrupt is the way to stop (training then finishes its step,
@@ -37,7 +37,7 @@ from IPython import get_ipython
 from IPython.display import display
 from plotly.subplots import make_subplots
 
-from gentools._compat import process_ui_events
+from gentools.ui_events import process_ui_events
 from gentools.widgets.image import ImageGrid, picture
 
 LIVE_POINTS = 2000  # most points per curve in the live FigureWidget

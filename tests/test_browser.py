@@ -44,7 +44,7 @@ from browser_lab import (
 from papermill.iorw import load_notebook_node
 from papermill.parameterize import parameterize_notebook
 
-from gentools.params import tiny_parameters
+from gentools.runner.params import tiny_parameters
 
 pytestmark = pytest.mark.long  # the suite's longest unit (one server for all): it starts first
 
@@ -173,7 +173,7 @@ def tiny_runs(lab):
     compare notebook finds and reuses them, and the VAE run is the executed notebook that
     test_executed_run_shows_static_training_curves opens.
     """
-    from gentools import compare
+    from gentools.runner import compare
 
     runs = lab.root / "runs"
     n_samples = tiny_parameters(next(p for p in NOTEBOOKS if p.stem == "compare"))["n_samples"]

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from gentools import checkpoint, compare, jobs, metrics, presets
+from gentools import checkpoint, metrics, presets
 from gentools.data import load_images
-from gentools.params import find_notebook
+from gentools.parameters import find_notebook
+from gentools.runner import compare, folders
 from gentools.train import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -139,8 +140,8 @@ def test_table_equals_each_runs_metrics_and_runs_are_reused(tmp_path):
     # a run is found by its identity, the digest of the notebook and the parameters
     pixel_params = compare.run_parameters(fams[0], "tiny", 0, "auto", 200)
     notebook = find_notebook("pixelcnn")
-    assert pixel.run == tmp_path.resolve() / "pixelcnn" / jobs.run_digest(notebook, pixel_params)
-    assert jobs.run_digest(notebook, {**pixel_params, "seed": 1}) != pixel.run.name
+    assert pixel.run == tmp_path.resolve() / "pixelcnn" / folders.run_digest(notebook, pixel_params)
+    assert folders.run_digest(notebook, {**pixel_params, "seed": 1}) != pixel.run.name
 
     # the saved comparison holds the per-seed values and the run folders
     path = compare.save(tmp_path / "checkpoint.safetensors", results, "table")

@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 from test_jobs import make_notebook, no_kernel  # noqa: F401
 
-from gentools import cli, jobs
 from gentools.files import sha256_file, write_json
+from gentools.runner import cli, jobs
 
 GENTOOLS = [sys.executable, "-m", "gentools"]
 PARAMETERS = """\
@@ -28,12 +28,12 @@ resume = False          # continue from the run folder's checkpoint
 out_dir = "runs/tiny/interactive"  # run folder for the checkpoint and metrics
 """
 VALIDATE = """\
-from gentools.params import check_notebook
+from gentools.parameters import check_notebook
 check_notebook(globals(), "tiny.ipynb")
 """
 WORK = """\
 import os, time
-from gentools.jobs import record
+from gentools.record import record
 if not resume and mode == "slow":
     raise KeyboardInterrupt("stopped by signal 15 after step 1")
 print("x" * chatter)
@@ -228,7 +228,7 @@ def test_an_oversized_grid_is_refused_at_once_in_little_memory(tmp_path: Path) -
     grid = {f"p{i}": list(range(10)) for i in range(8)}  # 10^8 points, times 10 seeds
     spec = tmp_path / "huge.yaml"
     spec.write_text(json.dumps({"notebooks": "vae", "grid": grid, "seeds": list(range(10))}))
-    code = ("import sys, time; from gentools import cli; t = time.perf_counter(); "
+    code = ("import sys, time; from gentools.runner import cli; t = time.perf_counter(); "
             f"code = cli.main(['sweep', {str(spec)!r}]); "
             "peak = [ln for ln in open('/proc/self/status') if ln.startswith('VmHWM')][0]; "
             "print(code, time.perf_counter() - t, int(peak.split()[1]) * 1024, file=sys.stderr)")

@@ -9,13 +9,13 @@ import pytest
 import torch
 from torch.utils.data import TensorDataset
 
-from gentools import jobs
 from gentools.data import ImageData, load_images
 from gentools.data.images import FASHION_CLASSES, default_root
 from gentools.metrics import bits_per_dim, image_classifier, pixel_histogram_nll, sample_judge
 from gentools.models.flow import Flow
 from gentools.models.pixelcnn import PixelCNN
 from gentools.models.vae import VAE
+from gentools.runner import jobs
 from gentools.train import TrainConfig, fit
 
 pytestmark = [

@@ -1,4 +1,5 @@
-"""Tests for gentools.jobs (papermill runs, manifests, record) and gentools.cli."""
+"""Tests for gentools.runner.jobs and .folders (papermill runs, run folders, manifests),
+gentools.record, and gentools.runner.cli."""
 
 from __future__ import annotations
 
@@ -14,15 +15,16 @@ import numpy as np
 import papermill
 import pytest
 
-from gentools import cli, jobs
 from gentools.files import write_json
-from gentools.params import (
+from gentools.parameters import (
     ParameterError,
     available_notebooks,
     find_notebook,
     notebook_parameters,
     notebooks_dir,
 )
+from gentools.record import record
+from gentools.runner import cli, folders, jobs
 
 PARAMETERS = """\
 seed = 0                # random seed [0..]
@@ -31,13 +33,13 @@ mode = "fast"           # how to run [fast|slow]
 out_dir = "runs/tiny/interactive"  # run folder for the checkpoint and metrics
 """
 VALIDATE = """\
-from gentools.params import check_notebook
+from gentools.parameters import check_notebook
 params = check_notebook({k: globals()[k] for k in ("seed", "scale", "mode", "out_dir")}, \
 "tiny.ipynb")
 """
 RECORD = """\
 import os
-from gentools.jobs import record
+from gentools.record import record
 os.makedirs(os.path.join(out_dir, "ckpt"), exist_ok=True)
 with open(os.path.join(out_dir, "ckpt", "model.safetensors"), "wb") as f:
     f.write(b"not really weights")
@@ -175,7 +177,7 @@ def test_same_parameters_same_metrics_distinct_folders(two_runs: tuple[Path, Pat
     first, second = two_runs
     assert first != second and first.parent == second.parent
     assert (first / "metrics.json").read_bytes() == (second / "metrics.json").read_bytes()
-    digest = jobs.run_digest(
+    digest = folders.run_digest(
         first.parent.parent.parent / "notebooks" / "tiny.ipynb",
         {"seed": 3, "scale": 2.0, "mode": "fast"},
     )
@@ -351,7 +353,7 @@ def test_cli_show(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
             "wall_time_s": 2.345,
         },
     )
-    jobs.record({"loss": 0.5, "acc": 0.25}, tmp_path)
+    record({"loss": 0.5, "acc": 0.25}, tmp_path)
     assert cli.main(["show", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     for line in ("status: completed", "wall time: 2.3 s", "  seed = 3", "  mode = 'fast'"):
@@ -381,7 +383,7 @@ def test_cli_show_says_lost_when_no_process_holds_a_running_run(
     write_json(tmp_path / "manifest.json", {"status": "running", "parameters": {}})
     assert cli.main(["show", str(tmp_path)]) == 0
     assert "status: lost (the process that ran it is gone" in capsys.readouterr().out
-    with jobs.locked(tmp_path):
+    with folders.locked(tmp_path):
         assert cli.main(["show", str(tmp_path)]) == 0
         assert "status: running" in capsys.readouterr().out.splitlines()
 
@@ -390,7 +392,7 @@ def test_cli_show_says_lost_when_no_process_holds_a_running_run(
 
 
 def test_run_folders_are_never_reused(tmp_path: Path) -> None:
-    made = [jobs._make_run_dir(tmp_path / "tiny", "20250101-000000-abcdef12") for _ in range(3)]
+    made = [folders.make_run_dir(tmp_path / "tiny", "20250101-000000-abcdef12") for _ in range(3)]
     assert [p.name for p in made] == [
         "20250101-000000-abcdef12",
         "20250101-000000-abcdef12-2",
@@ -400,17 +402,17 @@ def test_run_folders_are_never_reused(tmp_path: Path) -> None:
 
 def test_run_digest_depends_on_notebook_and_parameters(tmp_path: Path) -> None:
     nb = make_notebook(tmp_path / "a.ipynb", "pass")
-    base = jobs.run_digest(nb, {"seed": 1, "scale": 2.0})
+    base = folders.run_digest(nb, {"seed": 1, "scale": 2.0})
     assert re.fullmatch(r"[0-9a-f]{8}", base)
-    assert jobs.run_digest(nb, {"scale": 2.0, "seed": 1}) == base
-    assert jobs.run_digest(nb, {"seed": 2, "scale": 2.0}) != base
+    assert folders.run_digest(nb, {"scale": 2.0, "seed": 1}) == base
+    assert folders.run_digest(nb, {"seed": 2, "scale": 2.0}) != base
     other = make_notebook(tmp_path / "b.ipynb", "pass  # changed")
-    assert jobs.run_digest(other, {"seed": 1, "scale": 2.0}) != base
+    assert folders.run_digest(other, {"seed": 1, "scale": 2.0}) != base
 
 
 def test_record_writes_metrics_and_environment(tmp_path: Path) -> None:
     out = tmp_path / "deep" / "run"
-    metrics = jobs.record(
+    metrics = record(
         {"b": np.float32(0.5), "a": 2, "c": np.array(1.5)}, out, environment={"device": "cpu"}
     )
     assert metrics == {"a": 2.0, "b": 0.5, "c": 1.5}
@@ -432,7 +434,7 @@ def test_record_writes_metrics_and_environment(tmp_path: Path) -> None:
 )
 def test_record_rejects_bad_values(tmp_path: Path, value: object, message: str) -> None:
     with pytest.raises(ValueError, match=message):
-        jobs.record({"ok": 1.0, "loss": value}, tmp_path / "out")
+        record({"ok": 1.0, "loss": value}, tmp_path / "out")
     assert not (tmp_path / "out" / "metrics.json").exists()
 
 
@@ -440,7 +442,8 @@ def test_module_imports_stay_light() -> None:
     import subprocess
     import sys
 
-    code = "import sys, gentools.cli; print(sorted({'torch', 'papermill'} & set(sys.modules)))"
+    code = ("import sys, gentools.runner.cli; "
+            "print(sorted({'torch', 'papermill'} & set(sys.modules)))")
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
 
@@ -451,15 +454,15 @@ def test_a_run_that_a_live_process_runs_is_neither_resumed_nor_emptied(
     import os
 
     params = jobs.check_run("tiny", {})
-    run_dir = tmp_path / "out" / "tiny" / jobs.run_digest(notebooks / "tiny.ipynb", params)
+    run_dir = tmp_path / "out" / "tiny" / folders.run_digest(notebooks / "tiny.ipynb", params)
     run_dir.mkdir(parents=True)
     write_json(run_dir / "manifest.json", {
         "status": "running", "parameters": params, "notebook": str(notebooks / "tiny.ipynb")})
     (run_dir / "checkpoint.safetensors").write_bytes(b"weights")
-    with jobs.locked(run_dir):  # as the process that runs it holds it
-        with pytest.raises(jobs.RunLocked, match=f"another process \\(pid {os.getpid()}\\)"):
+    with folders.locked(run_dir):  # as the process that runs it holds it
+        with pytest.raises(folders.RunLocked, match=f"another process \\(pid {os.getpid()}\\)"):
             jobs.resume(run_dir)
-        with pytest.raises(jobs.RunLocked, match="being run by another process"):
+        with pytest.raises(folders.RunLocked, match="being run by another process"):
             jobs.run("tiny", {}, out=tmp_path / "out", reuse=True)
     assert (run_dir / "checkpoint.safetensors").read_bytes() == b"weights"
 
@@ -486,11 +489,11 @@ def test_the_kernel_manager_uses_ipc_only_where_it_was_checked(
 ) -> None:
     import jupyter_client
 
-    from gentools import _compat
+    from gentools.runner import kernels
 
     monkeypatch.setattr(jupyter_client, "__version__", version)
     managers: list = []
-    manager = _compat.ipc_kernel_manager(managers)()
+    manager = kernels.ipc_kernel_manager(managers)()
     assert managers == [manager] and manager.transport == transport
     if transport == "ipc":
         assert Path(manager.ip).parent == Path(manager.folder) and Path(manager.folder).is_dir()

@@ -13,8 +13,8 @@ import pytest
 import torch
 
 import gentools.monitor as monitor
-from gentools._compat import process_ui_events
 from gentools.monitor import Monitor
+from gentools.ui_events import process_ui_events
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -285,16 +285,16 @@ def test_stop_button_support_degrades_with_one_warning_on_unknown_ipykernel(monk
     import warnings
     from types import SimpleNamespace
 
-    from gentools import _compat
+    from gentools import ui_events
 
     async def in_a_cell():  # a cell runs inside the kernel's event loop
         return process_ui_events()
 
     shell = SimpleNamespace(kernel=SimpleNamespace(shell_channel_thread=SimpleNamespace()))
-    monkeypatch.setattr(_compat, "get_ipython", lambda: shell)
+    monkeypatch.setattr(ui_events, "get_ipython", lambda: shell)
     for major, reason in ((8, "not a tested version"), (7, "internals changed")):
-        monkeypatch.setattr(_compat, "_broken", [])
-        monkeypatch.setattr(_compat, "_ipykernel_major", lambda m=major: m)
+        monkeypatch.setattr(ui_events, "_broken", [])
+        monkeypatch.setattr(ui_events, "_ipykernel_major", lambda m=major: m)
         with pytest.warns(UserWarning, match=f"cell ends: .*{reason}.*Kernel > Interrupt"):
             assert asyncio.run(in_a_cell()) == 0
         with warnings.catch_warnings():

@@ -24,8 +24,9 @@ import pytest
 from papermill.iorw import load_notebook_node
 from papermill.parameterize import parameterize_notebook
 
-from gentools import jobs
-from gentools.params import notebook_parameters, tiny_parameters, validate
+from gentools.parameters import notebook_parameters, validate
+from gentools.runner import jobs
+from gentools.runner.params import tiny_parameters
 
 # compare.ipynb first: it runs six notebooks, so its runs take longest and start first
 NOTEBOOKS = sorted((Path(__file__).parents[1] / "notebooks").glob("*.ipynb"),

@@ -1,4 +1,5 @@
-"""Tests for gentools.params: parsing the parameters cell, parse_value, validation."""
+"""Tests for gentools.parameters (parsing the parameters cell, validation) and
+gentools.runner.params (parse_value)."""
 
 from __future__ import annotations
 
@@ -7,16 +8,16 @@ from pathlib import Path
 import nbformat
 import pytest
 
-from gentools.params import (
+from gentools.parameters import (
     Param,
     ParameterError,
     check_notebook,
     notebook_parameters,
     parse_parameters_source,
-    parse_value,
     repo_notebooks_dir,
     validate,
 )
+from gentools.runner.params import parse_value
 
 CELL = """\
 seed = 0             # random seed [0..]

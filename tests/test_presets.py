@@ -3,7 +3,7 @@
 import pytest
 
 from gentools import presets
-from gentools.params import find_notebook, notebook_parameters, validate
+from gentools.parameters import find_notebook, notebook_parameters, validate
 
 # the digits values the parameters cells held before the 8-bit defaults existed
 DIGITS_BEFORE = {

@@ -1,4 +1,5 @@
-"""Sweeps on Dask (gentools.sweep, `gentools sweep`) and the GPU-reproducibility helpers.
+"""Sweeps on Dask (gentools.runner.sweep and sweep_spec, `gentools sweep`) and the
+GPU-reproducibility helpers.
 
 The slow tests share one local cluster of 2 worker processes and run a small notebook
 written here (a papermill run of about a second), so that six runs stay cheap.
@@ -18,7 +19,7 @@ import nbformat
 import pytest
 import yaml
 
-from gentools import cli, jobs, sweep
+from gentools.runner import cli, folders, jobs, sweep, sweep_spec
 
 pytestmark = pytest.mark.long  # a minute or more in one worker: started early (conftest.py)
 
@@ -37,7 +38,7 @@ BODY = """\
 import os
 import time
 
-from gentools.jobs import record
+from gentools.record import record
 
 if log:
     with open(log, "a") as handle:
@@ -103,7 +104,7 @@ def manifests(out: Path) -> list[dict]:
 
 
 def test_spec_expands_grid_sets_and_seeds(toy: Path) -> None:
-    spec = sweep.parse_spec(
+    spec = sweep_spec.parse_spec(
         {
             "notebooks": ["toy"],
             "base": {"sleep": 0.5},
@@ -123,11 +124,12 @@ def test_spec_expands_grid_sets_and_seeds(toy: Path) -> None:
     assert spec.jobs[0].entry == "grid point {lr: '1e-3'}, seed 0"
     assert spec.swept == ["seed", "lr", "fail"]
     assert len({j.digest for j in spec.jobs}) == 6
-    assert spec.jobs[0].digest == jobs.run_digest(toy, jobs.check_run(toy, spec.jobs[0].parameters))
+    checked = jobs.check_run(toy, spec.jobs[0].parameters)
+    assert spec.jobs[0].digest == folders.run_digest(toy, checked)
 
 
 def test_spec_without_grid_is_one_run_per_seed(toy: Path) -> None:
-    spec = sweep.parse_spec({"notebooks": "toy", "seeds": 3})
+    spec = sweep_spec.parse_spec({"notebooks": "toy", "seeds": 3})
     assert [j.parameters for j in spec.jobs] == [jobs.check_run(toy, {"seed": 3})]
     assert spec.swept == [] and spec.retries == 0
 
@@ -171,8 +173,8 @@ def test_spec_without_grid_is_one_run_per_seed(toy: Path) -> None:
     ],
 )
 def test_bad_spec_is_refused_naming_the_entry(toy: Path, spec: dict, message: str) -> None:
-    with pytest.raises(sweep.SpecError) as info:
-        sweep.parse_spec(spec)
+    with pytest.raises(sweep_spec.SpecError) as info:
+        sweep_spec.parse_spec(spec)
     assert message in str(info.value)
 
 
@@ -227,7 +229,7 @@ def test_a_sweep_keeps_two_runs_per_worker_in_flight(toy: Path, tmp_path: Path,
     """The scheduler never holds the whole sweep: runs are submitted as others finish."""
     from distributed import Client
 
-    spec = sweep.parse_spec({"notebooks": ["toy"], "seeds": list(range(12))})
+    spec = sweep_spec.parse_spec({"notebooks": ["toy"], "seeds": list(range(12))})
     monkeypatch.setattr(sweep, "execute_job", fake_run)
     submitted = []
     with Client(processes=False, n_workers=1, threads_per_worker=4) as c:
@@ -272,7 +274,7 @@ GRID = {"notebooks": ["toy"], "grid": {"lr": [0.1, 0.2, 0.3]}, "seeds": [0, 1]}
 @pytest.fixture(scope="module")
 def first_sweep(client, toy: Path, tmp_path_factory: pytest.TempPathFactory):
     root = tmp_path_factory.mktemp("sweep")
-    spec = sweep.parse_spec({**GRID, "base": {"log": str(root / "starts.log")}}, name="grid")
+    spec = sweep_spec.parse_spec({**GRID, "base": {"log": str(root / "starts.log")}}, name="grid")
     folder = sweep.run_sweep(spec, root / "runs", client=client, progress=False)
     return spec, root, folder
 
@@ -316,7 +318,7 @@ def test_sweep_figure(first_sweep) -> None:
 def test_the_same_sweep_again_runs_nothing_new(first_sweep, client) -> None:
     spec, root, folder = first_sweep
     before = {m["digest"]: m["started_at"] for m in manifests(root / "runs")}
-    again = sweep.parse_spec({**GRID, "base": {"log": str(root / "starts.log")}}, name="grid")
+    again = sweep_spec.parse_spec({**GRID, "base": {"log": str(root / "starts.log")}}, name="grid")
     sweep.run_sweep(again, root / "runs", client=client, progress=False)
     rows = rows_of(folder)
     assert [r["status"] for r in rows] == ["completed"] * 6
@@ -328,7 +330,7 @@ def test_the_same_sweep_again_runs_nothing_new(first_sweep, client) -> None:
 @pytest.mark.slow
 def test_killing_a_worker_mid_sweep_completes_every_run_once(client, tmp_path: Path) -> None:
     log = tmp_path / "starts.log"
-    spec = sweep.parse_spec({**GRID, "base": {"log": str(log), "sleep": 3.0}}, name="kill")
+    spec = sweep_spec.parse_spec({**GRID, "base": {"log": str(log), "sleep": 3.0}}, name="kill")
     outcome: dict = {}
 
     def go() -> None:
@@ -405,7 +407,7 @@ def test_a_failing_run_is_retried_recorded_and_the_rest_finish(
 
 @pytest.mark.slow
 def test_a_sweep_run_again_resumes_its_unfinished_runs(client, tmp_path: Path) -> None:
-    spec = sweep.parse_spec({"notebooks": ["toy"], "sets": [
+    spec = sweep_spec.parse_spec({"notebooks": ["toy"], "sets": [
         {"lr": 0.1}, {"lr": 0.2, "fail_once": str(tmp_path / "failed-once")}], "retries": 0},
         name="again")
     sweep.run_sweep(spec, tmp_path / "runs", client=client, progress=False)
@@ -421,8 +423,8 @@ def test_a_sweep_run_again_resumes_its_unfinished_runs(client, tmp_path: Path) -
 
 @pytest.mark.slow
 def test_a_cuda_run_is_refused_without_gpu_workers(client, tmp_path: Path) -> None:
-    spec = sweep.parse_spec({"notebooks": ["toy"], "base": {"device": "cuda"}})
-    with pytest.raises(sweep.SpecError, match="no worker offers a GPU resource"):
+    spec = sweep_spec.parse_spec({"notebooks": ["toy"], "base": {"device": "cuda"}})
+    with pytest.raises(sweep_spec.SpecError, match="no worker offers a GPU resource"):
         sweep.run_sweep(spec, tmp_path / "runs", client=client, progress=False)
     assert not (tmp_path / "runs" / "toy").exists()
 
@@ -432,7 +434,7 @@ def test_gpu_workers_each_see_their_own_gpu(toy: Path, tmp_path: Path) -> None:
     """The GPU path of local_cluster with two pretend GPUs: runs on cuda get one each."""
     from distributed import Client
 
-    spec = sweep.parse_spec(
+    spec = sweep_spec.parse_spec(
         {"notebooks": ["toy"], "base": {"device": "cuda", "sleep": 1.0}, "seeds": [0, 1, 2, 3]}
     )
     with sweep.local_cluster(gpus=["0", "1"]) as cluster, Client(cluster) as c:

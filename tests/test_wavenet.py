@@ -7,11 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from gentools import checkpoint, jobs, repro
+from gentools import checkpoint, repro
 from gentools.data.audio import load_audio
 from gentools.files import read_json
 from gentools.models.wavenet import WaveNet, draw
-from gentools.params import find_notebook, tiny_parameters
+from gentools.parameters import find_notebook
+from gentools.record import METRICS
+from gentools.runner import jobs
+from gentools.runner.params import tiny_parameters
 from gentools.train import TrainConfig, fit, load_model
 
 
@@ -169,7 +172,7 @@ def test_job_checks_the_pitch_at_temperature_one_and_runs_without_the_clock(tmp_
     recorded with the notes; `clock false` trains the same network without the clock."""
     params = {**tiny_parameters(find_notebook("wavenet")), "clock": False}
     run = jobs.run("wavenet", params, out=tmp_path, progress=False)
-    m = read_json(run / jobs.METRICS)
+    m = read_json(run / METRICS)
     assert m["pitch_temperature"] == 0.2
     assert 0 <= m["pitch_within_semitone_t1"] <= 1 and "pitch_median_abs_cents_t1" in m
     notes, meta = checkpoint.load(run / "notes.safetensors")

@@ -9,7 +9,7 @@ import pytest
 import torch
 from test_compare import fake_result
 
-from gentools import compare
+from gentools.runner import compare
 from gentools.widgets import compare as pictures
 
 

@@ -1,4 +1,4 @@
-"""Pictures of the comparison (`gentools.compare`): sample grids side by side, and quality
+"""Pictures of the comparison (`gentools.runner.compare`): sample grids side by side, and quality
 against training time as a static plotly figure and as a widget that switches the measure.
 
 They draw a `compare.summarise` summary, {model: {column: (mean, std), ...}}, and never

@@ -14,16 +14,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from gentools import jobs
 from gentools.files import read_json
-from gentools.params import (
+from gentools.parameters import (
     ParameterError,
     available_notebooks,
     find_notebook,
     notebook_parameters,
     notebooks_dir,
-    parse_value,
 )
+from gentools.record import METRICS
+from gentools.runner import folders, jobs
+from gentools.runner.params import parse_value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -74,24 +75,24 @@ def _cmd_run(args: argparse.Namespace) -> int:
             values[name] = parse_value(text, spec[name].type if name in spec else None)
         run_dir = jobs.run(notebook, values, out=args.out, progress=not args.no_progress,
                            kernel_name=args.kernel)
-    manifest = read_json(run_dir / jobs.MANIFEST)
-    metrics = run_dir / jobs.METRICS
+    manifest = read_json(run_dir / folders.MANIFEST)
+    metrics = run_dir / METRICS
     checkpoint = next(iter(sorted(run_dir.rglob("*.safetensors"))), None)
     print(f"executed notebook: {run_dir / manifest['executed_notebook']}")
     print(f"metrics: {metrics}" if metrics.is_file() else "metrics: none written")
     print(f"checkpoint: {checkpoint}" if checkpoint else "checkpoint: none written")
-    print(f"manifest: {run_dir / jobs.MANIFEST}")
+    print(f"manifest: {run_dir / folders.MANIFEST}")
     return 0
 
 
 def _cmd_sweep(args: argparse.Namespace) -> int:
-    from gentools import sweep
+    from gentools.runner import sweep, sweep_spec
 
     if args.workers is not None and args.workers < 1:
         raise ParameterError(f"--workers must be >= 1 (got {args.workers})")
     if not args.spec.is_file():
         raise FileNotFoundError(f"sweep spec {args.spec} does not exist")
-    spec = sweep.load_spec(args.spec, max_runs=args.max_runs or sweep.MAX_RUNS)
+    spec = sweep_spec.load_spec(args.spec, max_runs=args.max_runs or sweep_spec.MAX_RUNS)
     folder = sweep.run_sweep(spec, args.out, scheduler=args.scheduler, workers=args.workers,
                              progress=not args.no_progress)
     rows = sweep.read_results(folder)
@@ -123,9 +124,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     run_dir: Path = args.run_folder
-    manifest = jobs.read_manifest(run_dir)
+    manifest = folders.read_manifest(run_dir)
     status = manifest.get("status")
-    if status == "running" and not jobs.is_locked(run_dir):
+    if status == "running" and not folders.is_locked(run_dir):
         status = (f"lost (the process that ran it is gone; resume it with: gentools run "
                   f"--resume {run_dir})")
     print(f"run: {run_dir}\nnotebook: {manifest.get('notebook')}\nstatus: {status}")
@@ -139,7 +140,7 @@ def _cmd_show(args: argparse.Namespace) -> int:
     print("parameters:")
     for name, value in manifest.get("parameters", {}).items():
         print(f"  {name} = {value!r}")
-    metrics = read_json(run_dir / jobs.METRICS, None)
+    metrics = read_json(run_dir / METRICS, None)
     metrics = metrics if isinstance(metrics, dict) else None
     print("metrics:" if metrics is not None else "metrics: none written")
     width = max(map(len, metrics or {}), default=0)
@@ -157,7 +158,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (ParameterError, FileNotFoundError, jobs.NotResumable) as exc:
+    except (ParameterError, FileNotFoundError, folders.NotResumable) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     except jobs.RunFailed as exc:

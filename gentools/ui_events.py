@@ -1,16 +1,12 @@
-"""The code that leans on other packages' private internals, each piece behind a version check
-with a fallback that degrades instead of breaking.
+"""Widget events during a running cell: the one place the core leans on another package's
+private internals (ipykernel's), behind a version check with a fallback that degrades instead
+of breaking.
 
-- `process_ui_events`: lets a widget click (the monitor's Stop button) reach a cell that is
-  still running, by reading ipykernel 7's shell-channel queue. Checked against ipykernel
-  7.x; on any other version, or if those internals are not as expected, it does nothing
-  (and says so once): the click then arrives when the cell ends, and Kernel > Interrupt
-  stops training cleanly instead.
-- `ipc_kernel_manager`: the kernel manager `gentools run` hands papermill, which talks to its
-  kernel over IPC sockets in a private folder instead of TCP ports (ipykernel 7 warns on
-  every TCP start) and registers itself so a signal can interrupt its kernel. It sets
-  jupyter_client's `transport` and `ip` traits, checked against jupyter_client 7 and 8; on
-  any other version it is the plain manager, over TCP.
+`process_ui_events` lets a widget click (the monitor's Stop button) reach a cell that is still
+running, by reading ipykernel 7's shell-channel queue. Checked against ipykernel 7.x; on any
+other version, or if those internals are not as expected, it does nothing (and says so once):
+the click then arrives when the cell ends, and Kernel > Interrupt stops training cleanly
+instead.
 """
 
 from __future__ import annotations
@@ -115,29 +111,3 @@ async def _task_in_task(coro, context: contextvars.Context):
     so Run All's queued cells still run in order (one step fewer let them overtake it).
     """
     return await asyncio.create_task(coro, context=context)
-
-
-SUPPORTED_JUPYTER_CLIENT = (7, 8)  # the major versions whose transport traits we set
-
-
-def ipc_kernel_manager(managers: list):
-    """A kernel manager class whose instances use IPC sockets in a private temporary folder
-    (``.folder``, for the caller to remove) and append themselves to ``managers``."""
-    import tempfile
-    from pathlib import Path
-
-    import jupyter_client
-    from jupyter_client.manager import AsyncKernelManager
-
-    ipc = int(jupyter_client.__version__.split(".")[0]) in SUPPORTED_JUPYTER_CLIENT
-
-    class IpcKernelManager(AsyncKernelManager):
-        def __init__(self, **kwargs):
-            super().__init__(**kwargs)
-            self.folder = None
-            if ipc:
-                self.folder = tempfile.mkdtemp(prefix="gentools-kernel-")
-                self.transport, self.ip = "ipc", str(Path(self.folder) / "kernel")
-            managers.append(self)
-
-    return IpcKernelManager

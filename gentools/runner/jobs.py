@@ -1,40 +1,43 @@
 """Notebook jobs: run a notebook with papermill into its own run folder, with a manifest.
 
 ``run("vae", {"steps": 100})`` checks the parameters before any kernel starts, executes
-the notebook into ``runs/vae/<run-id>/`` with ``out_dir`` set to it, and keeps
+the notebook into ``runs/vae/<run-id>/`` (`folders`) with ``out_dir`` set to it, and keeps
 ``manifest.json``: status, error, every try, timings, the environment the notebook
 recorded (``repro.environment``) and the sha256 of every output. ``resume`` continues a
-run that did not complete; ``record`` is what a notebook calls to write ``metrics.json``.
+run that did not complete. The notebook itself writes ``metrics.json`` with the core's
+`gentools.record`.
 """
 
 from __future__ import annotations
 
 import contextlib
 import errno
-import hashlib
-import itertools
-import json
-import math
-import numbers
 import os
 import platform
 import re
 import shutil
 import signal
 import time
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
 from gentools import signals
 from gentools.files import atomic_write, read_json, sha256_file, write_json
-from gentools.params import ParameterError, find_notebook, notebook_parameters, validate
+from gentools.parameters import ParameterError, find_notebook, notebook_parameters, validate
+from gentools.record import ENVIRONMENT
+from gentools.runner.folders import (
+    LOCK,
+    MANIFEST,
+    NotResumable,
+    locked,
+    make_run_dir,
+    read_manifest,
+    reuse_dir,
+    run_status,
+)
 
-MANIFEST = "manifest.json"
-METRICS = "metrics.json"
-ENVIRONMENT = "environment.json"
 OUT_DIR = "out_dir"
-LOCK = ".lock"  # held (flock) by the one process that runs or resumes the folder's run
 RESERVE = ".reserve"  # room kept on the disk for the last manifest, freed just before it
 RESERVE_BYTES = 64 * 1024
 PARTIAL = ".partial.ipynb"  # what papermill writes while the run goes on: vae.partial.ipynb
@@ -73,101 +76,8 @@ class RunFailed(RuntimeError):
         )
 
 
-class NotResumable(ValueError):
-    """``resume`` was pointed at a folder that is not an unfinished run, or is busy."""
-
-
-class RunLocked(NotResumable):
-    """Another process holds the run folder's lock: it runs or resumes that run now."""
-
-
 def _utc_now() -> str:
     return datetime.now(timezone.utc).isoformat()
-
-
-def run_digest(notebook: str | os.PathLike[str], parameters: Mapping[str, object]) -> str:
-    """A run's identity: the first 8 hex of sha256(notebook name, notebook bytes, canonical
-    JSON of ``parameters``). ``gentools run`` puts it after the start time in the folder
-    name; sweeps and the comparison use ``<stem>/<digest>`` alone, so a run is found again."""
-    path = Path(notebook)
-    canonical = json.dumps(dict(parameters), sort_keys=True, separators=(",", ":"))
-    digest = hashlib.sha256(path.stem.encode("utf-8") + b"\0" + path.read_bytes())
-    digest.update(canonical.encode("utf-8"))
-    return digest.hexdigest()[:8]
-
-
-def reuse_dir(notebook: str | os.PathLike[str], parameters: Mapping[str, object],
-              out: str | os.PathLike[str]) -> Path:
-    """``<out>/<stem>/<digest>``: the folder of the run of ``parameters`` (every one but
-    ``out_dir``) that ``run(..., reuse=True)`` runs, or finds completed there."""
-    path = find_notebook(notebook)
-    return Path(out).resolve() / path.stem / run_digest(path, parameters)
-
-
-def run_status(run_dir: str | os.PathLike[str]) -> str | None:
-    """The manifest's status ("running", "completed", ...), or None without a manifest."""
-    manifest = read_json(Path(run_dir) / MANIFEST, None)
-    return manifest.get("status") if isinstance(manifest, dict) else None
-
-
-def read_manifest(run_dir: str | os.PathLike[str]) -> dict:
-    """The run's manifest; NotResumable names the file when it is missing, is not JSON, or
-    is not a gentools manifest."""
-    path = Path(run_dir) / MANIFEST
-    try:
-        manifest = read_json(path)
-    except FileNotFoundError:
-        raise NotResumable(f"{run_dir} is not a run folder: it has no {MANIFEST}") from None
-    except (OSError, ValueError) as exc:
-        raise NotResumable(f"{path} is unreadable: {exc}") from None
-    if not isinstance(manifest, dict) or not isinstance(manifest.get("parameters"), dict):
-        raise NotResumable(f"{path} is not a gentools run manifest (no parameters mapping)")
-    return manifest
-
-
-@contextlib.contextmanager
-def locked(run_dir: Path) -> Iterator[None]:
-    """Hold the run folder's lock (an flock on ``run_dir/.lock``) for the block, or raise
-    RunLocked at once naming the process that holds it. ``run``, ``resume``, sweeps and the
-    comparison's reuse take it before they read or write anything in the folder; the
-    kernel does not inherit it, so it goes when its process dies."""
-    import fcntl
-
-    with open(run_dir / LOCK, "a+", encoding="utf-8") as handle:
-        try:
-            fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            handle.seek(0)
-            raise RunLocked(f"{run_dir} is being run by another process (pid "
-                            f"{handle.read().strip() or '?'}); wait for it to end") from None
-        handle.truncate(0)
-        handle.write(str(os.getpid()))
-        handle.flush()
-        yield
-
-
-def is_locked(run_dir: str | os.PathLike[str]) -> bool:
-    """Whether a live process holds the run folder's lock (``locked``)."""
-    import fcntl
-
-    try:
-        with open(Path(run_dir) / LOCK, encoding="utf-8") as handle:
-            fcntl.flock(handle, fcntl.LOCK_SH | fcntl.LOCK_NB)
-    except BlockingIOError:
-        return True
-    except OSError:
-        return False
-    return False
-
-
-def _make_run_dir(parent: Path, run_id: str) -> Path:
-    """A new folder ``parent/run_id``, or ``run_id-2``, ``-3``... when that one exists."""
-    parent.mkdir(parents=True, exist_ok=True)
-    for attempt in itertools.count(1):
-        candidate = parent / (run_id if attempt == 1 else f"{run_id}-{attempt}")
-        with contextlib.suppress(FileExistsError):
-            candidate.mkdir()
-            return candidate
 
 
 def check_run(notebook: str | os.PathLike[str], parameters: Mapping[str, object]) -> dict:
@@ -236,7 +146,7 @@ def run(notebook: str | os.PathLike[str], parameters: Mapping[str, object] | Non
         run_dir.mkdir(parents=True, exist_ok=True)
     else:
         stamp = datetime.fromisoformat(started).strftime("%Y%m%d-%H%M%S")
-        run_dir = _make_run_dir(parent, f"{stamp}-{digest}")
+        run_dir = make_run_dir(parent, f"{stamp}-{digest}")
     with locked(run_dir):
         if reuse and run_status(run_dir) == "completed":  # it completed while we looked
             return run_dir
@@ -341,7 +251,7 @@ def _attempt(source: Path, run_dir: Path, manifest: dict, kernel_name: str, prog
     try:
         import papermill
 
-        from gentools._compat import ipc_kernel_manager
+        from gentools.runner.kernels import ipc_kernel_manager
 
         try:
             with signals.handled(interrupt):
@@ -434,28 +344,3 @@ def _finish(manifest: dict, attempt: dict, run_dir: Path, clock: float) -> None:
         and not path.name.startswith(".")
     }
     write_json(run_dir / MANIFEST, manifest)
-
-
-def _metric_value(name: object, value: object) -> float:
-    if not isinstance(name, str) or not name:
-        raise ValueError(f"metric names must be non-empty strings (got {name!r})")
-    if getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):
-        value = value.item()  # a 0-d numpy array or torch tensor
-    if isinstance(value, bool) or not isinstance(value, numbers.Real):
-        raise ValueError(f"metric {name!r} must be a number (got {type(value).__name__} {value!r})")
-    number = float(value)
-    if not math.isfinite(number):
-        raise ValueError(f"metric {name!r} must be finite (got {number})")
-    return number
-
-
-def record(metrics: Mapping[str, object], out_dir: str | os.PathLike[str],
-           environment: Mapping[str, object] | None = None) -> dict[str, float]:
-    """Write ``<out_dir>/metrics.json`` (and ``environment.json``) and return the metrics, a
-    flat ``{name: float}``. A value that is not a finite number raises ValueError naming the
-    metric, and nothing is written."""
-    clean = dict(sorted((name, _metric_value(name, value)) for name, value in metrics.items()))
-    write_json(Path(out_dir) / METRICS, clean)
-    if environment is not None:
-        write_json(Path(out_dir) / ENVIRONMENT, dict(environment), sort_keys=True)
-    return clean

@@ -14,9 +14,10 @@ inclusive numeric range (either bound may be empty), ``[a|b|c]`` a list of allow
 strings in which a standalone ``N`` segment (``cuda:N``) matches a non-negative
 integer. The rest of the comment is the help text.
 
-This module finds notebooks (``find_notebook``), parses that cell, reads command-line
-text (``parse_value``) and checks values (``validate``), reporting every problem in one
-``ParameterError``. It imports nothing heavy.
+This module finds notebooks (``find_notebook``), parses that cell and checks values
+(``validate``), reporting every problem in one ``ParameterError``; ``check_notebook`` is the
+check a running notebook makes (through ``gentools.setup``), so this module is core, and it
+imports nothing heavy.
 """
 
 from __future__ import annotations
@@ -279,29 +280,6 @@ def _parameters_of(path: Path, version: object) -> dict[str, Param]:
     source = tagged[0]["source"]
     return parse_parameters_source(source if isinstance(source, str) else "".join(source),
                                    origin=path.name)
-
-
-def tiny_parameters(path: str | os.PathLike[str]) -> dict[str, object]:
-    """The tiny configuration a notebook stores in its metadata (``gentools.test_parameters``),
-    which the tests inject after its parameters cell; {} when it stores none."""
-    notebook = json.loads(Path(path).read_text(encoding="utf-8"))
-    return dict(notebook.get("metadata", {}).get("gentools", {}).get("test_parameters", {}))
-
-
-def parse_value(text: str, type_: type | None = None) -> object:
-    """Command-line text as a value: a Python literal (``"1e-3"`` -> 0.001), ``true``/``false``
-    in any case, else the text itself (``"cpu"``). With ``type_=str`` a non-string literal
-    stays text, so ``-p data 123`` means '123' for a str parameter."""
-    lowered = text.strip().lower()
-    if lowered in ("true", "false") and type_ is not str:
-        return lowered == "true"
-    try:
-        value = ast.literal_eval(text.strip())
-    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
-        return text
-    if type_ is str and not isinstance(value, str):
-        return text
-    return value
 
 
 def validate(

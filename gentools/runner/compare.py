@@ -31,7 +31,7 @@ from pathlib import Path
 
 import torch
 
-from gentools import checkpoint, jobs, metrics, presets
+from gentools import checkpoint, metrics, presets
 from gentools.data import load_images
 from gentools.files import read_json
 from gentools.models.diffusion import Diffusion
@@ -39,7 +39,11 @@ from gentools.models.flow import Flow
 from gentools.models.gan import GAN
 from gentools.models.pixelcnn import PixelCNN
 from gentools.models.vae import VAE
-from gentools.params import find_notebook, notebook_parameters, tiny_parameters
+from gentools.parameters import find_notebook, notebook_parameters
+from gentools.record import METRICS
+from gentools.runner import folders, jobs
+from gentools.runner.folders import MANIFEST
+from gentools.runner.params import tiny_parameters
 from gentools.train import CHECKPOINT, load_model
 
 
@@ -149,10 +153,10 @@ def anchors(data: str, data_dir: str, n_samples: int, seed: int) -> dict[str, di
 
 def read_result(fam: Family, run: Path, reused: bool, n_samples: int) -> Result:
     """One row from a completed run folder: metrics.json, the manifest and the checkpoint."""
-    everything = read_json(run / jobs.METRICS)
+    everything = read_json(run / METRICS)
     recorded = {k.removeprefix(fam.prefix): v for k, v in everything.items()
                 if k.startswith(fam.prefix)}  # this family's metrics, without the prefix
-    params = presets.resolve(fam.notebook, read_json(run / jobs.MANIFEST)["parameters"])
+    params = presets.resolve(fam.notebook, read_json(run / MANIFEST)["parameters"])
     model = load_model(fam.model, fam.checkpoint(run))
     seed = params["seed"]
     drawn = params.get("n_samples", 1000)  # the VAE and diffusion notebooks always draw 1000
@@ -179,13 +183,14 @@ def collect(families: Sequence[Family], seeds: Sequence[int], size: str, runs_di
             device: str = "auto", n_samples: int = 1000, data: str = "digits",
             data_dir: str = "", log: Callable[[str], None] = print) -> list[Result]:
     """Every (family, seed) row. Each run lives in ``<runs_dir>/<notebook>/<digest>``, its
-    identity (``jobs.run_digest``: the notebook's bytes and the parameters), as a sweep's
+    identity (``folders.run_digest``: the notebook's bytes and the parameters), as a sweep's
     runs do: a completed one is reused, any other is run now."""
     results = []
     for fam in families:
         for seed in seeds:
             params = run_parameters(fam, size, seed, device, n_samples, data, data_dir)
-            reused = jobs.run_status(jobs.reuse_dir(fam.notebook, params, runs_dir)) == "completed"
+            folder = folders.reuse_dir(fam.notebook, params, runs_dir)
+            reused = folders.run_status(folder) == "completed"
             run = jobs.run(fam.notebook, params, out=runs_dir, progress=False, reuse=True)
             log(f"{fam.name} seed {seed}: {'reused' if reused else 'ran'} {run}")
             results.append(read_result(fam, run, reused, n_samples))
@@ -254,7 +259,7 @@ def markdown_table(summary: dict[str, dict], anchors: dict[str, dict] | None = N
 
 
 def flat_metrics(summary: dict[str, dict]) -> dict[str, float]:
-    """{"<family>_<column>_mean": ..., "_std": ...} for jobs.record; families without the
+    """{"<family>_<column>_mean": ..., "_std": ...} for gentools.record; families without the
     column (the GAN's NLL) are left out, since metrics must be finite."""
     flat = {}
     for name, s in summary.items():
