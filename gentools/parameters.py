@@ -14,10 +14,11 @@ inclusive numeric range (either bound may be empty), ``[a|b|c]`` a list of allow
 strings in which a standalone ``N`` segment (``cuda:N``) matches a non-negative
 integer. The rest of the comment is the help text.
 
-This module finds notebooks (``find_notebook``), parses that cell and checks values
-(``validate``), reporting every problem in one ``ParameterError``; ``check_notebook`` is the
-check a running notebook makes (through ``gentools.setup``), so this module is core, and it
-imports nothing heavy.
+This module finds notebooks (``find_notebook``), parses that cell (``load_notebook`` does
+both, once, into the ``Notebook`` a run hands down) and checks values (``validate``),
+reporting every problem in one ``ParameterError``; ``check_notebook`` is the check a running
+notebook makes (through ``gentools.setup``), so this module is core, and it imports nothing
+heavy.
 """
 
 from __future__ import annotations
@@ -31,7 +32,7 @@ import os
 import re
 import tokenize
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 PARAMETERS_TAG = "parameters"
@@ -257,19 +258,44 @@ def parse_parameters_source(source: str, origin: str | None = None) -> dict[str,
 def notebook_parameters(path: str | os.PathLike[str]) -> dict[str, Param]:
     """Parse a notebook's single ``parameters``-tagged code cell (read as plain JSON: every
     notebook calls this first, and importing nbformat would add about a second). The
-    parse is kept while the file is unchanged: a sweep checks thousands of runs."""
+    parse is kept while the file's bytes are unchanged: a sweep checks thousands of runs."""
     path = Path(path)
-    try:
-        stat = path.stat()
-    except OSError:
-        stat = None  # read_text below raises the error naming the file
-    return dict(_parameters_of(path, stat and (stat.st_mtime_ns, stat.st_size)))
+    return dict(_parameters_in(path, path.read_bytes()))
+
+
+@dataclass(frozen=True, eq=False)
+class Notebook:
+    """A notebook resolved and its parameters cell parsed, once (``load_notebook``): what a
+    run hands down instead of a name. ``source`` holds the bytes that were parsed, which
+    the run's digest hashes."""
+
+    path: Path  # the notebook file, absolute
+    params: dict[str, Param]  # its parameters cell, in cell order (read it, don't change it)
+    source: bytes = field(repr=False)  # the file's bytes when it was parsed
+
+    @property
+    def name(self) -> str:  # "vae.ipynb"
+        return self.path.name
+
+    @property
+    def stem(self) -> str:  # "vae"
+        return self.path.stem
+
+
+def load_notebook(notebook: str | os.PathLike[str] | Notebook) -> Notebook:
+    """``notebook`` resolved (``find_notebook``: a name or a path) and its parameters cell
+    parsed; a Notebook is returned as it is, so a caller may give either."""
+    if isinstance(notebook, Notebook):
+        return notebook
+    path = find_notebook(notebook)
+    source = path.read_bytes()
+    return Notebook(path, dict(_parameters_in(path, source)), source)
 
 
 @functools.lru_cache(maxsize=64)
-def _parameters_of(path: Path, version: object) -> dict[str, Param]:
+def _parameters_in(path: Path, source: bytes) -> dict[str, Param]:
     try:
-        cells = json.loads(path.read_text(encoding="utf-8"))["cells"]
+        cells = json.loads(source.decode("utf-8"))["cells"]
         tagged = [cell for cell in cells if cell["cell_type"] == "code"
                   and PARAMETERS_TAG in cell.get("metadata", {}).get("tags", [])]
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
@@ -316,7 +342,6 @@ def check_notebook(
     """Validate a running notebook's parameters against its own parameters cell, as
     ``gentools.setup`` does: ``check_notebook(globals(), "vae.ipynb")``. ``values`` must
     hold every parameter; its other keys are ignored."""
-    path = find_notebook(notebook)
-    spec = notebook_parameters(path)
-    given = {name: values[name] for name in spec if name in values}
-    return validate(spec, given, path.name, require_all=True)
+    found = load_notebook(notebook)
+    given = {name: values[name] for name in found.params if name in values}
+    return validate(found.params, given, found.name, require_all=True)

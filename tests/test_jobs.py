@@ -15,11 +15,13 @@ import numpy as np
 import papermill
 import pytest
 
+from gentools import parameters
 from gentools.files import write_json
 from gentools.parameters import (
     ParameterError,
     available_notebooks,
     find_notebook,
+    load_notebook,
     notebook_parameters,
     notebooks_dir,
 )
@@ -96,6 +98,27 @@ def two_runs(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Path, P
         first = jobs.run("tiny", {"seed": 3}, out=root / "runs", progress=False)
         second = jobs.run("tiny.ipynb", {"seed": 3}, out=root / "runs", progress=False)
     yield first, second
+
+
+@pytest.fixture
+def parses(monkeypatch: pytest.MonkeyPatch) -> dict[str, list]:
+    """Every resolution of a notebook and every parse of a parameters cell in this process,
+    with the parse cache off, so that a repeated parse counts."""
+    seen: dict[str, list] = {"resolved": [], "parsed": []}
+    find, parse = parameters.find_notebook, parameters.parse_parameters_source
+
+    def counted_find(name):
+        seen["resolved"].append(name)
+        return find(name)
+
+    def counted_parse(source, origin=None):
+        seen["parsed"].append(origin)
+        return parse(source, origin)
+
+    monkeypatch.setattr(parameters, "find_notebook", counted_find)
+    monkeypatch.setattr(parameters, "parse_parameters_source", counted_parse)
+    monkeypatch.setattr(parameters, "_parameters_in", parameters._parameters_in.__wrapped__)
+    return seen
 
 
 def manifest_of(run_dir: Path) -> dict:
@@ -214,6 +237,39 @@ def test_cli_run_prints_paths(
     ]
     assert json.loads((run_dir / "metrics.json").read_text()) == {"scaled": 4.0, "x": 4.0}
     assert manifest_of(run_dir)["parameters"]["mode"] == "slow"
+
+
+@pytest.mark.slow
+def test_a_run_resolves_its_notebook_and_parses_its_parameters_once(
+    notebooks: Path, tmp_path: Path, parses: dict[str, list]
+) -> None:
+    run_dir = jobs.run("tiny", {"seed": 1}, out=tmp_path / "out", progress=False)
+    assert parses == {"resolved": ["tiny"], "parsed": ["tiny.ipynb"]}  # the kernel's are apart
+    manifest = manifest_of(run_dir)
+    checked = {k: v for k, v in manifest["parameters"].items() if k != "out_dir"}
+    assert manifest["status"] == "completed"
+    assert manifest["digest"] == folders.run_digest(notebooks / "tiny.ipynb", checked)
+    assert manifest["notebook_sha256"] == hashlib.sha256(
+        (notebooks / "tiny.ipynb").read_bytes()).hexdigest()
+
+
+@pytest.mark.slow
+def test_cli_run_resolves_and_parses_once(notebooks: Path, parses: dict[str, list]) -> None:
+    assert cli.main(["run", "tiny", "-p", "seed", "2", "--no-progress"]) == 0
+    assert parses == {"resolved": ["tiny"], "parsed": ["tiny.ipynb"]}
+
+
+def test_a_loaded_notebook_is_parsed_once_for_the_checks_and_the_folder(
+    notebooks: Path, tmp_path: Path, parses: dict[str, list]
+) -> None:
+    notebook = load_notebook("tiny")
+    values = jobs.check_run(notebook, {"seed": 4})
+    jobs.check_data(notebook, values)
+    folder = folders.reuse_dir(notebook, values, tmp_path)
+    assert parses == {"resolved": ["tiny"], "parsed": ["tiny.ipynb"]}
+    assert folder == tmp_path.resolve() / "tiny" / folders.run_digest(notebooks / "tiny.ipynb",
+                                                                        values)
+    assert folder == folders.reuse_dir("tiny", values, tmp_path)  # a name gives the same
 
 
 # --- refusals before any kernel starts ---------------------------------------------------
@@ -408,6 +464,14 @@ def test_run_digest_depends_on_notebook_and_parameters(tmp_path: Path) -> None:
     assert folders.run_digest(nb, {"seed": 2, "scale": 2.0}) != base
     other = make_notebook(tmp_path / "b.ipynb", "pass  # changed")
     assert folders.run_digest(other, {"seed": 1, "scale": 2.0}) != base
+    assert folders.run_digest(load_notebook(nb), {"seed": 1, "scale": 2.0}) == base
+
+
+def test_run_digest_is_the_one_runs_were_made_with(tmp_path: Path) -> None:
+    """A run folder made before stays the one found after: the digest is pinned."""
+    pinned = tmp_path / "pin.ipynb"
+    pinned.write_bytes(b'{"cells": []}')
+    assert folders.run_digest(pinned, {"seed": 1, "scale": 2.0}) == "a89d2b9e"
 
 
 def test_record_writes_metrics_and_environment(tmp_path: Path) -> None:

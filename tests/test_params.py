@@ -3,15 +3,18 @@ gentools.runner.params (parse_value)."""
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import nbformat
 import pytest
 
 from gentools.parameters import (
+    Notebook,
     Param,
     ParameterError,
     check_notebook,
+    load_notebook,
     notebook_parameters,
     parse_parameters_source,
     repo_notebooks_dir,
@@ -153,6 +156,32 @@ def test_notebook_without_parameters_cell(tmp_path: Path) -> None:
     with pytest.raises(ParameterError, match="exactly one code cell tagged 'parameters'"):
         notebook_parameters(tmp_path / "plain.ipynb")
 
+
+
+def test_load_notebook_resolves_and_parses_once(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = write_notebook(tmp_path / "vae.ipynb")
+    monkeypatch.setenv("GENTOOLS_NOTEBOOKS", str(tmp_path))
+    notebook = load_notebook("vae")
+    assert isinstance(notebook, Notebook) and load_notebook(notebook) is notebook
+    assert (notebook.path, notebook.name, notebook.stem) == (path.resolve(), "vae.ipynb", "vae")
+    assert notebook.source == path.read_bytes()
+    assert list(notebook.params) == list(parse_parameters_source(CELL))
+    assert load_notebook(str(path)).params == notebook.params
+
+
+def test_a_changed_notebook_is_parsed_again(tmp_path: Path) -> None:
+    """The parse is kept by the file's bytes: a rewrite of the same size within the same
+    clock tick (the same mtime) is still seen."""
+    path = write_notebook(tmp_path / "vae.ipynb")
+    stat = path.stat()
+    assert notebook_parameters(path)["steps"].default == 3000
+    path.write_text(path.read_text().replace("steps = 3000", "steps = 4000"))
+    os.utime(path, ns=(stat.st_atime_ns, stat.st_mtime_ns))
+    assert path.stat().st_size == stat.st_size
+    assert notebook_parameters(path)["steps"].default == 4000
+    assert load_notebook(path).params["steps"].default == 4000
 
 
 def test_a_file_that_is_not_a_notebook_is_refused_clearly(tmp_path: Path) -> None:

@@ -21,4 +21,19 @@ Its modules, in the order they build on one another:
 
 A notebook checks its own parameters (`gentools.parameters`) and writes its metrics
 (`gentools.record`) with the core alone; the runner reads what it wrote.
+
+From ``gentools run vae -p steps 20`` to ``metrics.json``: cli.py loads the notebook once,
+``gentools.parameters.load_notebook("vae")`` (found in ``notebooks_dir()``, or a path given;
+its bytes read and its parameters cell parsed into a ``Notebook``), and reads each ``-p``
+value as its parameter's type. ``jobs.run`` takes that Notebook (a name or path is loaded
+there instead, once) and hands it down, never resolving again: ``check_run`` validates the
+values, ``check_data`` opens a data set named by ``data``, ``folders.reuse_dir`` /
+``run_digest`` name the run folder from the notebook's bytes and the values, and
+``_attempt`` writes the manifest and has papermill run the notebook into that folder,
+injecting ``out_dir`` and the values that differ from the defaults. In the kernel, a
+process of its own whose working folder is the notebook's, ``gentools.setup(globals(),
+"vae.ipynb")`` checks those values against the parameters cell, as it does in JupyterLab,
+and ``gentools.record`` writes ``metrics.json`` into ``out_dir``; ``jobs`` then closes the
+manifest with every output's sha256. A sweep loads each notebook once to check its spec
+(sweep_spec.py) and once per run on its worker; ``resume`` loads the one its manifest names.
 """

@@ -18,7 +18,7 @@ from gentools.files import read_json
 from gentools.parameters import (
     ParameterError,
     available_notebooks,
-    find_notebook,
+    load_notebook,
     notebook_parameters,
     notebooks_dir,
 )
@@ -67,8 +67,8 @@ def _cmd_run(args: argparse.Namespace) -> int:
     elif args.notebook is None:
         raise ParameterError("give a notebook to run (see `gentools list`) or --resume RUN_DIR")
     else:
-        notebook = find_notebook(args.notebook)
-        spec, values = notebook_parameters(notebook), {}
+        notebook = load_notebook(args.notebook)  # once: jobs.run takes it as it is
+        spec, values = notebook.params, {}
         for name, text in args.param:  # typed as the parameter is: "-p data 123" stays text
             if name in values:
                 raise ParameterError(f"parameter {name!r} given twice")

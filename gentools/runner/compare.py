@@ -39,7 +39,7 @@ from gentools.models.flow import Flow
 from gentools.models.gan import GAN
 from gentools.models.pixelcnn import PixelCNN
 from gentools.models.vae import VAE
-from gentools.parameters import find_notebook, notebook_parameters
+from gentools.parameters import Notebook, load_notebook
 from gentools.record import METRICS
 from gentools.runner import folders, jobs
 from gentools.runner.folders import MANIFEST
@@ -116,16 +116,17 @@ def family(name: str) -> Family:
 
 
 def run_parameters(fam: Family, size: str, seed: int, device: str, n_samples: int,
-                   data: str = "digits", data_dir: str = "") -> dict:
+                   data: str = "digits", data_dir: str = "",
+                   notebook: Notebook | None = None) -> dict:
     """The full parameters (out_dir aside) of the run the comparison wants: size "tiny" takes
     the notebook's own test parameters, any other only sets `size`; the GAN draws
-    `n_samples` samples for its recorded distance."""
-    path = find_notebook(fam.notebook)
-    asked = tiny_parameters(path) if size == "tiny" else {"size": size}
+    `n_samples` samples for its recorded distance. ``notebook``: the family's, loaded."""
+    notebook = notebook or load_notebook(fam.notebook)
+    asked = tiny_parameters(notebook.path) if size == "tiny" else {"size": size}
     asked.update(seed=seed, device=device, data=data, data_dir=data_dir)
-    if "n_samples" in notebook_parameters(path):
+    if "n_samples" in notebook.params:
         asked["n_samples"] = n_samples
-    return jobs.check_run(path, asked)
+    return jobs.check_run(notebook, asked)
 
 
 def sample_quality(model, n: int, seed: int, judge: metrics.Judge) -> dict:
@@ -187,11 +188,12 @@ def collect(families: Sequence[Family], seeds: Sequence[int], size: str, runs_di
     runs do: a completed one is reused, any other is run now."""
     results = []
     for fam in families:
+        notebook = load_notebook(fam.notebook)  # once per family, for its runs
         for seed in seeds:
-            params = run_parameters(fam, size, seed, device, n_samples, data, data_dir)
-            folder = folders.reuse_dir(fam.notebook, params, runs_dir)
+            params = run_parameters(fam, size, seed, device, n_samples, data, data_dir, notebook)
+            folder = folders.reuse_dir(notebook, params, runs_dir)
             reused = folders.run_status(folder) == "completed"
-            run = jobs.run(fam.notebook, params, out=runs_dir, progress=False, reuse=True)
+            run = jobs.run(notebook, params, out=runs_dir, progress=False, reuse=True)
             log(f"{fam.name} seed {seed}: {'reused' if reused else 'ran'} {run}")
             results.append(read_result(fam, run, reused, n_samples))
     return results

@@ -5,7 +5,8 @@ A run of ``gentools run`` lives in ``<out>/<stem>/<YYYYmmdd-HHMMSS>-<digest>[-N]
 and the comparison's in ``<out>/<stem>/<digest>`` (``reuse_dir``), so they find it again. The
 ``digest`` (``run_digest``) covers the notebook's bytes and the parameters. `jobs` executes
 notebooks into these folders and writes their ``manifest.json``; `locked` keeps a second
-process out of a folder while one runs it.
+process out of a folder while one runs it; ``settle_notebook`` turns what papermill wrote
+into the folder's executed notebook.
 """
 
 from __future__ import annotations
@@ -18,8 +19,8 @@ import os
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 
-from gentools.files import read_json
-from gentools.parameters import find_notebook
+from gentools.files import atomic_write, read_json
+from gentools.parameters import Notebook, load_notebook
 
 MANIFEST = "manifest.json"
 LOCK = ".lock"  # held (flock) by the one process that runs or resumes the folder's run
@@ -33,23 +34,28 @@ class RunLocked(NotResumable):
     """Another process holds the run folder's lock: it runs or resumes that run now."""
 
 
-def run_digest(notebook: str | os.PathLike[str], parameters: Mapping[str, object]) -> str:
+def run_digest(notebook: str | os.PathLike[str] | Notebook,
+               parameters: Mapping[str, object]) -> str:
     """A run's identity: the first 8 hex of sha256(notebook name, notebook bytes, canonical
     JSON of ``parameters``). ``gentools run`` puts it after the start time in the folder
-    name; sweeps and the comparison use ``<stem>/<digest>`` alone, so a run is found again."""
-    path = Path(notebook)
+    name; sweeps and the comparison use ``<stem>/<digest>`` alone, so a run is found again.
+    ``notebook`` is a loaded Notebook (its bytes as parsed) or the notebook file's path."""
+    if isinstance(notebook, Notebook):
+        stem, source = notebook.stem, notebook.source
+    else:
+        stem, source = Path(notebook).stem, Path(notebook).read_bytes()
     canonical = json.dumps(dict(parameters), sort_keys=True, separators=(",", ":"))
-    digest = hashlib.sha256(path.stem.encode("utf-8") + b"\0" + path.read_bytes())
+    digest = hashlib.sha256(stem.encode("utf-8") + b"\0" + source)
     digest.update(canonical.encode("utf-8"))
     return digest.hexdigest()[:8]
 
 
-def reuse_dir(notebook: str | os.PathLike[str], parameters: Mapping[str, object],
+def reuse_dir(notebook: str | os.PathLike[str] | Notebook, parameters: Mapping[str, object],
               out: str | os.PathLike[str]) -> Path:
     """``<out>/<stem>/<digest>``: the folder of the run of ``parameters`` (every one but
     ``out_dir``) that ``jobs.run(..., reuse=True)`` runs, or finds completed there."""
-    path = find_notebook(notebook)
-    return Path(out).resolve() / path.stem / run_digest(path, parameters)
+    found = load_notebook(notebook)
+    return Path(out).resolve() / found.stem / run_digest(found, parameters)
 
 
 def run_status(run_dir: str | os.PathLike[str]) -> str | None:
@@ -116,3 +122,38 @@ def make_run_dir(parent: Path, run_id: str) -> Path:
         with contextlib.suppress(FileExistsError):
             candidate.mkdir()
             return candidate
+
+
+WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
+
+
+def slim_notebook(path: Path, target: Path | None = None) -> None:
+    """Drop widget state and views from an executed notebook and write it to ``target``
+    (default: in place), atomically: a headless run saves only empty views plus a state
+    that embeds plotly.js (megabytes per figure). Each view keeps its text form, and the
+    static figures stay."""
+    import nbformat
+
+    nb = nbformat.read(path, as_version=4)
+    nb.metadata.pop("widgets", None)
+    for cell in nb.cells:
+        for output in cell.get("outputs", []):
+            if WIDGET_VIEW in output.get("data", {}):
+                del output["data"][WIDGET_VIEW]
+    atomic_write(target or path, lambda tmp: nbformat.write(nb, tmp))
+
+
+def settle_notebook(partial: Path, executed: Path) -> None:
+    """Turn the notebook papermill wrote into the executed notebook, slimmed; never half a
+    file: one cut short (a full disk) is deleted, and one that cannot be rewritten is
+    renamed as it is. Raises nothing."""
+    if not partial.is_file():
+        return
+    try:
+        slim_notebook(partial, executed)
+    except OSError:  # no room for the slimmed copy: the whole notebook as it is
+        with contextlib.suppress(OSError):
+            os.replace(partial, executed)
+    except Exception:  # not a notebook: papermill's write was cut short
+        pass
+    partial.unlink(missing_ok=True)

@@ -1,6 +1,7 @@
 """Notebook jobs: run a notebook with papermill into its own run folder, with a manifest.
 
-``run("vae", {"steps": 100})`` checks the parameters before any kernel starts, executes
+``run("vae", {"steps": 100})`` loads the notebook once (`gentools.parameters.Notebook`; a
+caller may hand one in), checks the parameters before any kernel starts, executes
 the notebook into ``runs/vae/<run-id>/`` (`folders`) with ``out_dir`` set to it, and keeps
 ``manifest.json``: status, error, every try, timings, the environment the notebook
 recorded (``repro.environment``) and the sha256 of every output. ``resume`` continues a
@@ -10,8 +11,8 @@ run that did not complete. The notebook itself writes ``metrics.json`` with the 
 
 from __future__ import annotations
 
-import contextlib
 import errno
+import hashlib
 import os
 import platform
 import re
@@ -23,8 +24,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from gentools import signals
-from gentools.files import atomic_write, read_json, sha256_file, write_json
-from gentools.parameters import ParameterError, find_notebook, notebook_parameters, validate
+from gentools.files import read_json, sha256_file, write_json
+from gentools.parameters import Notebook, ParameterError, load_notebook, validate
 from gentools.record import ENVIRONMENT
 from gentools.runner.folders import (
     LOCK,
@@ -35,6 +36,7 @@ from gentools.runner.folders import (
     read_manifest,
     reuse_dir,
     run_status,
+    settle_notebook,
 )
 
 OUT_DIR = "out_dir"
@@ -80,28 +82,30 @@ def _utc_now() -> str:
     return datetime.now(timezone.utc).isoformat()
 
 
-def check_run(notebook: str | os.PathLike[str], parameters: Mapping[str, object]) -> dict:
+def check_run(notebook: str | os.PathLike[str] | Notebook,
+              parameters: Mapping[str, object]) -> dict:
     """The checks ``run`` makes before any kernel starts; returns every parameter but
     ``out_dir`` (which is gentools' to set: giving it raises ParameterError)."""
-    path = find_notebook(notebook)
-    spec = notebook_parameters(path)
+    found = load_notebook(notebook)
+    spec = found.params
     if OUT_DIR in parameters:
         raise ParameterError(f"parameter {OUT_DIR!r} is set by gentools to the run folder; "
                              "choose where runs go with --out DIR (run(..., out=DIR)) instead")
     if OUT_DIR not in spec:
-        raise ParameterError(f"{path.name} has no {OUT_DIR!r} parameter; a notebook run by "
+        raise ParameterError(f"{found.name} has no {OUT_DIR!r} parameter; a notebook run by "
                              'gentools must declare one in its parameters cell (out_dir = "...")')
-    values = validate(spec, parameters, notebook=path.name)
+    values = validate(spec, parameters, notebook=found.name)
     values.pop(OUT_DIR)
     return values
 
 
-def check_data(notebook: str | os.PathLike[str], parameters: Mapping[str, object]) -> None:
+def check_data(notebook: str | os.PathLike[str] | Notebook,
+               parameters: Mapping[str, object]) -> None:
     """Open the data set that ``data`` (and ``data_dir``) name, before any kernel starts,
     with the loader the notebook uses: an image data set by name, else a text file (a
     notebook whose ``data`` defaults to "pydoc") or a folder of WAV files ("synth"). The
     embedded default is not opened. A problem raises ParameterError naming the file."""
-    spec = notebook_parameters(find_notebook(notebook))
+    spec = load_notebook(notebook).params
     data, folder = parameters.get("data"), parameters.get("data_dir") or None
     if "data" not in spec or data == spec["data"].default:
         return
@@ -123,7 +127,7 @@ def check_data(notebook: str | os.PathLike[str], parameters: Mapping[str, object
         raise ParameterError(f"data {data!r}: {exc}") from None
 
 
-def run(notebook: str | os.PathLike[str], parameters: Mapping[str, object] | None = None,
+def run(notebook: str | os.PathLike[str] | Notebook, parameters: Mapping[str, object] | None = None,
         out: str | os.PathLike[str] | None = None, progress: bool = True,
         kernel_name: str = "python3", reuse: bool = False) -> Path:
     """Execute ``notebook`` with papermill in a run folder and return its absolute path.
@@ -135,7 +139,7 @@ def run(notebook: str | os.PathLike[str], parameters: Mapping[str, object] | Non
     starts, RunLocked when another process runs the folder, and RunFailed when the run does
     not complete (its manifest says how; ``resume`` continues it).
     """
-    source = find_notebook(notebook)
+    source = load_notebook(notebook)  # the one resolution and parse of this run
     values = check_run(source, dict(parameters or {}))
     check_data(source, values)
     run_dir = reuse_dir(source, values, out or "runs")
@@ -155,7 +159,8 @@ def run(notebook: str | os.PathLike[str], parameters: Mapping[str, object] | Non
                 shutil.rmtree(entry) if entry.is_dir() else entry.unlink()
         values[OUT_DIR] = str(run_dir)
         manifest = dict(
-            notebook=str(source), notebook_sha256=sha256_file(source),
+            notebook=str(source.path),
+            notebook_sha256=hashlib.sha256(source.source).hexdigest(),
             executed_notebook=f"{source.stem}.ipynb", run_id=run_dir.name, digest=digest,
             status="running", error=None, parameters=values, seed=values.get("seed"),
             device=None, environment=None, started_at=started, finished_at=None,
@@ -170,7 +175,11 @@ def resumable(run_dir: str | os.PathLike[str]) -> dict[str, object]:
     parameters valid (ParameterError lists every problem) and its checkpoints the files
     the manifest recorded (sha256). NotResumable says which check fails. (A run without a
     checkpoint restarts from step 0.)"""
-    run_dir = Path(run_dir)
+    return _resumable(Path(run_dir))[0]
+
+
+def _resumable(run_dir: Path) -> tuple[dict[str, object], Notebook]:
+    """``resumable``'s manifest, and the run's notebook loaded for the resume."""
     manifest = read_manifest(run_dir)
     if manifest.get("status") == "completed":
         raise NotResumable(f"{run_dir} holds a completed run; there is nothing to resume")
@@ -180,9 +189,10 @@ def resumable(run_dir: str | os.PathLike[str]) -> dict[str, object]:
     if sha256_file(source) != manifest.get("notebook_sha256"):
         raise NotResumable(f"{source} changed since the run started; resuming would mix two "
                            "versions of it (start a new run instead)")
-    if "resume" not in notebook_parameters(source):
+    found = load_notebook(source)
+    if "resume" not in found.params:
         raise NotResumable(f"{source.name} has no 'resume' parameter, so it cannot resume")
-    check_run(source, {k: v for k, v in manifest["parameters"].items() if k != OUT_DIR})
+    check_run(found, {k: v for k, v in manifest["parameters"].items() if k != OUT_DIR})
     attempts = manifest.get("attempts") or [{}]
     recorded = manifest.get("outputs") if attempts[-1].get("status") != "running" else None
     for name, digest in (recorded or {}).items():  # unknown after a lost try: it wrote on
@@ -191,7 +201,7 @@ def resumable(run_dir: str | os.PathLike[str]) -> dict[str, object]:
             state = "is missing" if not path.is_file() else "differs from the file the run wrote"
             raise NotResumable(f"checkpoint {path} {state} (sha256 in {run_dir / MANIFEST}); "
                                f"a resume cannot use it: start a new run of {source.stem}")
-    return manifest
+    return manifest, found
 
 
 def resume(run_dir: str | os.PathLike[str], progress: bool = True,
@@ -203,20 +213,19 @@ def resume(run_dir: str | os.PathLike[str], progress: bool = True,
     run_dir = Path(run_dir).resolve()
     read_manifest(run_dir)  # a folder without a run gets no lock file
     with locked(run_dir):
-        manifest = resumable(run_dir)
-        source = Path(str(manifest["notebook"]))
+        manifest, source = _resumable(run_dir)
         check_data(source, manifest["parameters"])
         manifest["parameters"][OUT_DIR] = str(run_dir)
         return _attempt(source, run_dir, manifest, kernel_name, progress, resume=True)
 
 
-def _attempt(source: Path, run_dir: Path, manifest: dict, kernel_name: str, progress: bool,
+def _attempt(source: Notebook, run_dir: Path, manifest: dict, kernel_name: str, progress: bool,
              resume: bool = False) -> Path:
     """Execute the notebook once into ``run_dir`` (whose lock the caller holds), recording
     the try in the manifest. papermill injects ``out_dir``, ``resume`` when resuming, and
     what differs from the defaults, so the executed notebook shows what was set. It writes
-    ``<stem>.partial.ipynb``, which becomes ``<stem>.ipynb`` at the end (``_settle``)."""
-    spec = notebook_parameters(source)
+    ``<stem>.partial.ipynb``, which becomes ``<stem>.ipynb`` at the end (``settle_notebook``)."""
+    spec = source.params
     injected = {k: v for k, v in manifest["parameters"].items()
                 if k == OUT_DIR or k not in spec or v != spec[k].default}
     if resume:
@@ -256,14 +265,15 @@ def _attempt(source: Path, run_dir: Path, manifest: dict, kernel_name: str, prog
         try:
             with signals.handled(interrupt):
                 papermill.execute_notebook(
-                    str(source), str(partial), parameters=injected, cwd=str(source.parent),
+                    str(source.path), str(partial), parameters=injected,
+                    cwd=str(source.path.parent),
                     kernel_name=kernel_name, progress_bar=progress, log_output=False,
                     kernel_manager_class=ipc_kernel_manager(managers))
         finally:
             for manager in managers:
                 if getattr(manager, "folder", None):
                     shutil.rmtree(manager.folder, ignore_errors=True)
-            _settle(partial, executed)
+            settle_notebook(partial, executed)
     except BaseException as exc:
         ename, evalue, trace = _error_of(exc)
         status = "interrupted" if received or ename == "KeyboardInterrupt" else "failed"
@@ -280,41 +290,6 @@ def _attempt(source: Path, run_dir: Path, manifest: dict, kernel_name: str, prog
     attempt["status"] = manifest["status"] = "completed"
     _finish(manifest, attempt, run_dir, clock)
     return run_dir
-
-
-WIDGET_VIEW = "application/vnd.jupyter.widget-view+json"
-
-
-def slim_notebook(path: Path, target: Path | None = None) -> None:
-    """Drop widget state and views from an executed notebook and write it to ``target``
-    (default: in place), atomically: a headless run saves only empty views plus a state
-    that embeds plotly.js (megabytes per figure). Each view keeps its text form, and the
-    static figures stay."""
-    import nbformat
-
-    nb = nbformat.read(path, as_version=4)
-    nb.metadata.pop("widgets", None)
-    for cell in nb.cells:
-        for output in cell.get("outputs", []):
-            if WIDGET_VIEW in output.get("data", {}):
-                del output["data"][WIDGET_VIEW]
-    atomic_write(target or path, lambda tmp: nbformat.write(nb, tmp))
-
-
-def _settle(partial: Path, executed: Path) -> None:
-    """Turn the notebook papermill wrote into the executed notebook, slimmed; never half a
-    file: one cut short (a full disk) is deleted, and one that cannot be rewritten is
-    renamed as it is. Raises nothing."""
-    if not partial.is_file():
-        return
-    try:
-        slim_notebook(partial, executed)
-    except OSError:  # no room for the slimmed copy: the whole notebook as it is
-        with contextlib.suppress(OSError):
-            os.replace(partial, executed)
-    except Exception:  # not a notebook: papermill's write was cut short
-        pass
-    partial.unlink(missing_ok=True)
 
 
 def _error_of(exc: BaseException) -> tuple[str, str, str]:

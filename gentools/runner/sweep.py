@@ -16,6 +16,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from gentools.files import atomic_write, read_json
+from gentools.parameters import load_notebook
 from gentools.record import METRICS
 from gentools.runner import folders, jobs
 from gentools.runner.folders import MANIFEST
@@ -70,7 +71,9 @@ def execute_job(notebook: str, parameters: dict, out: str, retries: int) -> dict
     """Run one sweep run on a Dask worker, up to ``1 + retries`` times; never raises for a
     failed run. A completed run folder is left alone (Dask may rerun a task whose worker
     died); an unfinished one is resumed in its folder (``jobs.resume``), from its
-    checkpoint when it has one; anything else starts afresh."""
+    checkpoint when it has one; anything else starts afresh. The worker loads the notebook
+    once (``load_notebook``) for the folder and the run."""
+    notebook = load_notebook(notebook)
     run_dir = folders.reuse_dir(notebook, parameters, out)
     if folders.run_status(run_dir) == "completed":
         return {"status": "completed", "attempts": 0, "error": None}

@@ -17,7 +17,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
-from gentools.parameters import ParameterError, find_notebook, notebook_parameters
+from gentools.parameters import Notebook, ParameterError, load_notebook
 from gentools.runner import jobs
 from gentools.runner.folders import run_digest
 from gentools.runner.params import parse_value
@@ -130,11 +130,11 @@ def _entries(data: Mapping, problems: list[str], max_runs: int) -> tuple[dict, l
     return notebooks, entries, seeds, retries
 
 
-def _checked(notebook: Path, where: str, values: Mapping, problems: list[str]) -> dict:
+def _checked(notebook: Notebook, where: str, values: Mapping, problems: list[str]) -> dict:
     """One entry's values for one notebook, converted to the parameters' types ({} and the
     problems noted when it does not fit). YAML reads ``1e-3`` as text: such text is read
     as ``gentools run -p`` reads it."""
-    spec = notebook_parameters(notebook)
+    spec = notebook.params
     typed = {k: parse_value(v, spec[k].type) if isinstance(v, str) and k in spec
              and spec[k].type is not str else v for k, v in values.items()}
     device = typed.get("device")
@@ -173,7 +173,7 @@ def parse_spec(data: object, name: str = "sweep", where: str = "sweep spec",
     found: list[Job] = []
     for stem, own in notebooks.items() if not problems else []:
         try:
-            notebook = find_notebook(stem)
+            notebook = load_notebook(stem)  # once per notebook, for all its runs
             defaults = jobs.check_run(notebook, {})
         except (FileNotFoundError, ParameterError) as exc:
             problems.append(f"notebooks.{stem}: {exc}")
@@ -186,7 +186,7 @@ def parse_spec(data: object, name: str = "sweep", where: str = "sweep spec",
         for (label, point), seed in itertools.product(points or [("base", {})], seeds or [None]):
             values = {**defaults, **base, **point, **({} if seed is None else {"seed": seed})}
             label = label if seed is None else f"{label}, seed {seed}"
-            found.append(Job(notebook, values, run_digest(notebook, values), label))
+            found.append(Job(notebook.path, values, run_digest(notebook, values), label))
     seen: dict[tuple[str, str], Job] = {}
     for job in found if not problems else []:
         first = seen.setdefault((job.name, job.digest), job)
