@@ -25,12 +25,12 @@ AUTO = {  # notebook -> "digits" or "8-bit" -> {parameter: value}
     },
     "gan": {
         "digits": dict(size="default", loss="wgan-gp", steps=1500),
-        "8-bit": dict(size="medium", loss="nonsaturating", steps=2500),
+        "8-bit": dict(size="medium", loss="nonsaturating", steps=3500),
     },
     "diffusion": {
         "digits": dict(size="default", steps=1500, flow_steps=1500, batch_size=128,
                        sample_steps=50, nll_draws=32, curve_samples=400, eval_every=250),
-        "8-bit": dict(size="medium", steps=2500, flow_steps=2500, batch_size=64,
+        "8-bit": dict(size="medium", steps=2500, flow_steps=2500, batch_size=32,
                       sample_steps=20, nll_draws=2, curve_samples=100, eval_every=1250),
     },
     "compare": {"digits": dict(n_samples=1000), "8-bit": dict(n_samples=250)},

@@ -247,13 +247,21 @@ def test_direct_output_and_its_discretized_decoder(digits):
         )
 
 
-def test_unet_network_shapes():
+@pytest.mark.parametrize("mults", [(1, 2), (1, 2, 2), (1, 1, 2, 2)])
+def test_unet_network_shapes(mults):
     torch.manual_seed(0)
-    model = Diffusion.from_size("tiny", network="unet", width=16, depth=1)
+    model = Diffusion.from_size("tiny", network="unet", width=16, depth=1, mults=mults)
+    assert [len(model.net.down), len(model.net.up)] == [len(mults) - 1] * 2
     x = torch.randint(0, 17, (3, 1, 8, 8))
     out = model.loss((x, torch.arange(3)))
     assert out["loss"].shape == () and math.isfinite(out["loss"].item())
     assert model.sample(2, steps=3).shape == (2, 1, 8, 8)
+
+
+@pytest.mark.parametrize("mults, shape", [((1,), (1, 8, 8)), ((1, 2, 2), (1, 6, 6))])
+def test_a_unet_needs_two_resolutions_and_sides_that_halve(mults, shape):
+    with pytest.raises(ValueError, match="resolutions"):
+        Diffusion.from_size("tiny", network="unet", width=16, mults=mults, shape=shape)
 
 
 def test_parameters_count_the_trained_network_not_its_weight_average():

@@ -52,6 +52,7 @@ class DiffusionConfig:
     network: str = "mlp"  # "mlp" (residual MLP on flattened pixels) or "unet" (conv U-Net)
     width: int = 256  # hidden units of the MLP, or channels of the U-Net's first level
     depth: int = 3  # residual blocks of the MLP, or of each U-Net level
+    mults: tuple[int, ...] = (1, 2)  # U-Net: channels of each resolution, in units of width
     timesteps: int = 1000  # T, the steps of the DDPM forward chain
     schedule: str = "cosine"  # beta schedule: "linear" (Ho et al.) or "cosine" (Nichol & Dhariwal)
     variance: str = (
@@ -70,6 +71,13 @@ class DiffusionConfig:
             if getattr(self, field) not in allowed:
                 raise ValueError(f"unknown {field} {getattr(self, field)!r}: use "
                                  f"{' or '.join(allowed)}")
+        self.mults = tuple(self.mults)  # a list when read back from a checkpoint's JSON
+        halvings = 2 ** (len(self.mults) - 1)
+        if self.network == "unet" and (len(self.mults) < 2 or self.shape[1] % halvings
+                                       or self.shape[2] % halvings):
+            raise ValueError(f"a U-Net of {len(self.mults)} resolutions (mults {self.mults}) "
+                             f"needs at least 2 and images whose sides divide by {halvings}: "
+                             f"got {self.shape[1]}x{self.shape[2]}")
 
 
 def ema_update(averaged: list, current: list, n_averaged, decay: float) -> None:
@@ -100,8 +108,8 @@ class Diffusion(VariationalBound, GenerativeModel):
     sizes = {
         "tiny": dict(network="mlp", width=32, depth=1, timesteps=50),
         "default": dict(network="mlp", width=256, depth=3, timesteps=1000),
-        "medium": dict(network="unet", width=16, depth=1, timesteps=1000, output="v",
-                       ema=0.99),  # 28x28 on a CPU
+        "medium": dict(network="unet", width=16, depth=1, mults=(1, 2, 2), timesteps=1000,
+                       output="v", ema=0.99),  # 28x28 on a CPU: 28, 14 and 7 pixels a side
         "gpu": dict(network="unet", width=128, depth=2, timesteps=1000),
     }
 
