@@ -28,7 +28,7 @@ import torch
 
 from gentools import repro
 from gentools.data import load_images
-from gentools.metrics import digits_classifier, frechet_classifier_distance
+from gentools.judge import digits_classifier, frechet_classifier_distance
 from gentools.models.diffusion import Diffusion
 from gentools.runner import jobs
 from gentools.train import TrainConfig, fit

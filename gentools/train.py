@@ -3,8 +3,9 @@
 Nothing here knows which model it trains: a model brings `training_step` (the base
 class gives the usual one), `loss` for evaluation and `configure_optimizers`. The
 loop owns the device, bfloat16 autocast on CUDA, gradient clipping, the learning
-rate schedule, evaluation, atomic checkpoints, resume, the NaN/Inf guard and the
-stop flag. Callbacks (the live monitor, say) get the whole `State`.
+rate schedule, evaluation, atomic checkpoints and resume (their layout is
+`gentools.checkpoint`'s), the NaN/Inf guard and the stop flag. Callbacks (the live
+monitor, say) get the whole `State`.
 
 Batches are drawn by step: step s reads a fixed slice of a permutation seeded by
 (seed, epoch), so a resumed run sees exactly the batches the uninterrupted run saw.
@@ -18,7 +19,7 @@ import math
 import os
 import time
 from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -27,8 +28,6 @@ from torch.utils.data import Dataset, TensorDataset, default_collate
 from tqdm.auto import tqdm
 
 from gentools import checkpoint, repro, signals
-
-CHECKPOINT = "checkpoint.safetensors"
 
 
 def _checkpoint_seconds() -> float:
@@ -206,9 +205,9 @@ def fit(model, data, cfg: TrainConfig, callbacks: list | tuple = ()) -> State:
         for group in opt.param_groups:
             group.setdefault("peak_lr", group["lr"])
     repro.seed_everything(cfg.seed)
-    ckpt = Path(cfg.out_dir) / CHECKPOINT if cfg.out_dir else None
+    ckpt = Path(cfg.out_dir) / checkpoint.CHECKPOINT if cfg.out_dir else None
     if ckpt and cfg.resume and ckpt.exists():
-        _restore(state, ckpt)
+        checkpoint.restore_state(state, ckpt)
     autocast = (
         torch.autocast("cuda", dtype=torch.bfloat16)
         if cfg.amp and device.type == "cuda"
@@ -240,8 +239,7 @@ def fit(model, data, cfg: TrainConfig, callbacks: list | tuple = ()) -> State:
             state.history.append(
                 {"step": state.step, "split": "val", "time": state.elapsed, **state.val}
             )
-            for cb in callbacks:
-                getattr(cb, "on_eval", lambda s: None)(state)
+            _call(callbacks, "on_eval", state)
         model.train()
 
     _call(callbacks, "on_start", state)
@@ -274,11 +272,11 @@ def fit(model, data, cfg: TrainConfig, callbacks: list | tuple = ()) -> State:
                 every_n = cfg.checkpoint_every and state.step % cfg.checkpoint_every == 0
                 every_s = 0 < cfg.checkpoint_seconds <= state.elapsed - saved_at
                 if ckpt and (every_n or every_s):
-                    _save(state, ckpt)
+                    checkpoint.save_state(state, ckpt)
                     saved_at = state.elapsed
     except _NonFinite as err:
         kept = (
-            f"the last good checkpoint (step {_saved_step(ckpt)}) is kept at {ckpt}"
+            f"the last good checkpoint (step {checkpoint.saved_step(ckpt)}) is kept at {ckpt}"
             if ckpt and ckpt.exists()
             else "no checkpoint was written"
         )
@@ -290,14 +288,14 @@ def fit(model, data, cfg: TrainConfig, callbacks: list | tuple = ()) -> State:
         bar.close()
     if received:  # interrupted: keep this step's state for a resume, and stop the caller too
         if ckpt:
-            _save(state, ckpt)
+            checkpoint.save_state(state, ckpt)
         where = f"; checkpoint at {ckpt}" if ckpt else " (no out_dir, so no checkpoint)"
         raise KeyboardInterrupt(f"training interrupted by signal {received[0]} after step "
                                 f"{state.step}{where}")
     if state.history and state.history[-1]["split"] != "val":
         run_eval()  # stopped early: evaluate where we are
     if ckpt:
-        _save(state, ckpt)
+        checkpoint.save_state(state, ckpt)
     _call(callbacks, "on_end", state)
     return state
 
@@ -305,55 +303,3 @@ def fit(model, data, cfg: TrainConfig, callbacks: list | tuple = ()) -> State:
 def _call(callbacks, hook: str, state: State) -> None:
     for cb in callbacks:
         getattr(cb, hook, lambda s: None)(state)
-
-
-def _save(state: State, path: Path) -> None:
-    tensors = {f"model.{k}": v for k, v in state.model.state_dict().items()}
-    optim_meta = {}
-    for name, opt in state.optimizers.items():
-        t, optim_meta[name] = checkpoint.optimizer_to_flat(name, opt)
-        tensors.update(t)
-    tensors["rng.torch"] = torch.get_rng_state()
-    if state.device.type == "cuda":
-        tensors["rng.cuda"] = torch.cuda.get_rng_state(state.device)
-    meta = {
-        "step": state.step,
-        "elapsed": state.elapsed,
-        "history": state.history,
-        "val": state.val,
-        "train_config": asdict(state.cfg),
-        "model_class": type(state.model).__name__,
-        "model_config": state.model.config_dict() if hasattr(state.model, "config_dict") else {},
-        "optimizers": optim_meta,
-    }
-    state.checkpoint_path = checkpoint.save(path, tensors, meta)
-
-
-def _saved_step(path: Path) -> int:
-    return checkpoint.load(path)[1]["step"]
-
-
-def _restore(state: State, path: Path) -> None:
-    tensors, meta = checkpoint.load(path, device=state.device)
-    model_sd = {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-    state.model.load_state_dict(model_sd)
-    for name, opt in state.optimizers.items():
-        opt.load_state_dict(checkpoint.optimizer_from_flat(name, tensors, meta["optimizers"][name]))
-    torch.set_rng_state(tensors["rng.torch"].cpu())
-    if "rng.cuda" in tensors and state.device.type == "cuda":
-        torch.cuda.set_rng_state(tensors["rng.cuda"].cpu(), state.device)
-    state.step, state.elapsed = meta["step"], meta["elapsed"]
-    state.history, state.val = meta["history"], meta["val"]
-    state.checkpoint_path = path
-
-
-def load_model(cls, path: str | Path, device: str | torch.device = "cpu"):
-    """Rebuild a model of class `cls` from a checkpoint written by `fit`."""
-    tensors, meta = checkpoint.load(path, device=device)
-    if meta["model_class"] != cls.__name__:
-        raise ValueError(f"{path} holds a {meta['model_class']}, not a {cls.__name__}")
-    model = cls(cls.Config(**meta["model_config"]))
-    model.load_state_dict(
-        {k[len("model.") :]: v for k, v in tensors.items() if k.startswith("model.")}
-    )
-    return model.to(device).eval()

@@ -9,6 +9,7 @@ import torch
 
 from gentools.data import DataError
 from gentools.data import audio as A
+from gentools.data import wav as W
 
 
 def test_mu_law_codes_round_trip_exactly():
@@ -58,16 +59,16 @@ def test_noise_floor_matches_a_monte_carlo_estimate():
 def test_read_wav_widths_and_stereo(tmp_path, width):
     x = 0.5 * np.sin(2 * np.pi * 440 * np.arange(800) / 8000)
     path = tmp_path / "a.wav"
-    A.write_wav(path, x, 8000, width=width)
-    y, rate = A.read_wav(path)
+    W.write_wav(path, x, 8000, width=width)
+    y, rate = W.read_wav(path)
     assert rate == 8000 and np.abs(y - x).max() < 2 / 2 ** (8 * width - 1) + 1e-12
     with wave.open(str(tmp_path / "s.wav"), "wb") as f:  # stereo: left x, right -x/2
         f.setnchannels(2)
         f.setsampwidth(2)
         f.setframerate(8000)
         pair = np.stack([x, -x / 2], 1).ravel()
-        f.writeframes(A.wav_bytes_pcm(pair, 2))
-    y, _ = A.read_wav(tmp_path / "s.wav")
+        f.writeframes(W.wav_bytes_pcm(pair, 2))
+    y, _ = W.read_wav(tmp_path / "s.wav")
     assert np.abs(y - x / 4).max() < 1e-4  # the average of the two channels
 
 
@@ -76,29 +77,29 @@ def test_corrupt_and_non_wav_files_raise_naming_the_file(tmp_path):
     bad.parent.mkdir()
     bad.write_bytes(b"RIFF\x00\x00\x00\x00WAVEjunk")
     with pytest.raises(DataError, match="broken.wav"):
-        A.read_wav(bad)
+        W.read_wav(bad)
     text = tmp_path / "text.wav"
     text.write_text("hello, not audio")
     with pytest.raises(DataError, match="text.wav"):
-        A.read_wav(text)
+        W.read_wav(text)
     good = tmp_path / "cut.wav"
-    A.write_wav(good, np.zeros(100), 8000)
+    W.write_wav(good, np.zeros(100), 8000)
     good.write_bytes(good.read_bytes()[:-7])  # truncated data chunk
     with pytest.raises(DataError, match="cut.wav"):
-        A.read_wav(good)
+        W.read_wav(good)
     with pytest.raises(DataError, match="broken.wav"):
         A.load_audio(str(tmp_path / "notes"))
 
 
 def test_resample_keeps_a_tone_and_removes_what_would_alias():
     t_in, t_out = np.arange(44100) / 44100, np.arange(8000) / 8000
-    y = A.resample(np.sin(2 * np.pi * 440 * t_in), 44100, 8000)
+    y = W.resample(np.sin(2 * np.pi * 440 * t_in), 44100, 8000)
     assert len(y) == 8000
     inner = slice(100, -100)  # away from the edges, where the kernel runs out of input
     assert np.abs(y[inner] - np.sin(2 * np.pi * 440 * t_out)[inner]).max() < 2e-3
-    alias = A.resample(np.sin(2 * np.pi * 6000 * t_in), 44100, 8000)  # above 4 kHz Nyquist
+    alias = W.resample(np.sin(2 * np.pi * 6000 * t_in), 44100, 8000)  # above 4 kHz Nyquist
     assert np.abs(alias[inner]).max() < 0.02
-    up = A.resample(np.sin(2 * np.pi * 300 * t_out), 8000, 16000)  # upsampling
+    up = W.resample(np.sin(2 * np.pi * 300 * t_out), 8000, 16000)  # upsampling
     t_up = np.arange(16000) / 16000
     assert np.abs(up[200:-200] - np.sin(2 * np.pi * 300 * t_up)[200:-200]).max() < 2e-3
 
@@ -110,7 +111,7 @@ def test_wav_folder_loader_resamples_labels_and_splits(tmp_path):
             rate = 16000 if m % 2 else 11025
             t = np.arange(int(0.3 * rate)) / rate
             tone = 0.5 * np.sin(2 * np.pi * A.midi_to_hz(m) * t)
-            A.write_wav(tmp_path / inst / f"n{m}.wav", tone, rate)
+            W.write_wav(tmp_path / inst / f"n{m}.wav", tone, rate)
     data = A.load_audio(str(tmp_path), duration=0.25)
     assert data.instruments == ["organ", "reed"] and data.pitches == [57, 60, 62, 64, 69]
     assert [len(data.train), len(data.val), len(data.test)] == [4, 1, 1]

@@ -8,11 +8,12 @@ from pathlib import Path
 import pytest
 import torch
 
-from gentools import checkpoint, metrics, presets
+from gentools import checkpoint, presets
+from gentools.checkpoint import load_model
 from gentools.data import load_images
+from gentools.judge import sample_judge
 from gentools.parameters import find_notebook
 from gentools.runner import compare, folders
-from gentools.train import load_model
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -64,7 +65,7 @@ def test_the_anchors_are_rows_of_their_own_from_the_data():
     anchors = compare.anchors("digits", "", 1000, 0)
     real, histogram = anchors
     assert real == "held-out real images (350 val)" and histogram == "per-pixel histogram"
-    judge = metrics.sample_judge(load_images("digits"), 1000, 0)
+    judge = sample_judge(load_images("digits"), 1000, 0)
     assert anchors[real] == {"fcd": judge.reference}
     assert anchors[histogram]["fcd"] == judge.baseline
     assert round(anchors[histogram]["nll"], 1) == 106.5  # the baseline the README quotes
@@ -126,7 +127,7 @@ def test_table_equals_each_runs_metrics_and_runs_are_reused(tmp_path):
     # the recipe used for the PixelCNN and the flow reproduces what the VAE notebook records,
     # up to float rounding (the reloaded model's samples go through the same classifier)
     model = load_model(vae.family.model, vae.run / "checkpoint.safetensors")
-    judge = metrics.sample_judge(load_images("digits"), 1000, 0)
+    judge = sample_judge(load_images("digits"), 1000, 0)
     again = compare.sample_quality(model, 1000, 0, judge)
     assert again["fcd"] == pytest.approx(vae.values["fcd"], rel=1e-6)
 

@@ -6,6 +6,7 @@ import pytest
 import torch
 from torch.distributions import Normal, kl_divergence
 
+from gentools.checkpoint import CHECKPOINT, load_model
 from gentools.data import load_images
 from gentools.models.diffusion import (
     DDPMPath,
@@ -16,7 +17,7 @@ from gentools.models.diffusion import (
     flow_matching_loss,
     gaussian_kl,
 )
-from gentools.train import CHECKPOINT, TrainConfig, fit, load_model
+from gentools.train import TrainConfig, fit
 
 
 @pytest.fixture(scope="module")

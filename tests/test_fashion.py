@@ -11,7 +11,8 @@ from torch.utils.data import TensorDataset
 
 from gentools.data import ImageData, load_images
 from gentools.data.images import FASHION_CLASSES, default_root
-from gentools.metrics import bits_per_dim, image_classifier, pixel_histogram_nll, sample_judge
+from gentools.judge import image_classifier, sample_judge
+from gentools.metrics import bits_per_dim, pixel_histogram_nll
 from gentools.models.flow import Flow
 from gentools.models.pixelcnn import PixelCNN
 from gentools.models.vae import VAE

@@ -7,6 +7,7 @@ import pytest
 import torch
 from torch.autograd.functional import jacobian
 
+from gentools.checkpoint import load_model
 from gentools.data import load_images
 from gentools.models.flow import (
     ActNorm,
@@ -17,7 +18,7 @@ from gentools.models.flow import (
     Squeeze,
     VariationalDequantizer,
 )
-from gentools.train import TrainConfig, fit, load_model
+from gentools.train import TrainConfig, fit
 
 
 @pytest.fixture(scope="module")

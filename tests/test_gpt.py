@@ -6,10 +6,11 @@ from pathlib import Path
 import pytest
 import torch
 
+from gentools.checkpoint import load_model
 from gentools.data import text
 from gentools.data.text import load_text
 from gentools.models.gpt import GPT, sample_logits
-from gentools.train import TrainConfig, fit, load_model
+from gentools.train import TrainConfig, fit
 
 V = 40
 

@@ -1,20 +1,21 @@
-"""The sample-quality metrics: the Frechet distance, its digits classifier and class coverage."""
+"""The metrics and the sample judge: the Frechet distance, its digits classifier, class coverage."""
 
 import math
 
 import pytest
 import torch
 
+from gentools import judge as J
 from gentools import metrics
 from gentools.data import load_images
-from gentools.metrics import (
+from gentools.judge import (
     ClassifierConfig,
     class_coverage,
     digits_classifier,
     frechet_classifier_distance,
-    frechet_distance,
     heldout_reference_fcd,
 )
+from gentools.metrics import frechet_distance
 
 FAST = ClassifierConfig(steps=60)  # a quick classifier: the properties hold for any weights
 
@@ -23,9 +24,9 @@ FAST = ClassifierConfig(steps=60)  # a quick classifier: the properties hold for
 def cache(tmp_path, monkeypatch):
     """Every test writes its classifier cache under tmp_path, never in the home folder."""
     monkeypatch.setenv("GENTOOLS_CACHE", str(tmp_path / "cache"))
-    metrics.clear_classifier_cache()
+    J.clear_classifier_cache()
     yield tmp_path / "cache"
-    metrics.clear_classifier_cache()
+    J.clear_classifier_cache()
 
 
 @pytest.fixture(scope="module")
@@ -106,17 +107,17 @@ def test_class_coverage_is_a_histogram_of_predictions(digits):
 
 
 def test_classifier_is_deterministic_and_cached_on_disk(cache, monkeypatch):
-    assert metrics.cache_dir() == cache
+    assert J.cache_dir() == cache
     first = digits_classifier(FAST)
     files = list(cache.glob("digits-classifier-*.safetensors"))
     assert len(files) == 1
     assert digits_classifier(FAST) is first  # the in-memory cache
-    metrics.clear_classifier_cache()
+    J.clear_classifier_cache()
     with monkeypatch.context() as m:
-        m.setattr(metrics, "_train_classifier", lambda *a: pytest.fail("retrained"))
+        m.setattr(J, "_train_classifier", lambda *a: pytest.fail("retrained"))
         loaded = digits_classifier(FAST)  # from disk
     assert loaded is not first and loaded.test_accuracy == first.test_accuracy
-    metrics.clear_classifier_cache()
+    J.clear_classifier_cache()
     for f in files:
         f.unlink()
     again = digits_classifier(FAST)  # trained afresh: the same weights bit for bit
@@ -160,7 +161,7 @@ def test_sample_metrics_see_images_on_the_datas_levels(digits):
     with torch.no_grad():
         raw = metrics.feature_statistics(clf.features(soft).double())
     unlevelled = frechet_distance(*raw, *metrics.feature_statistics(
-        metrics.classifier_features(test, clf)))
+        J.classifier_features(test, clf)))
     assert abs(unlevelled - fcd) > 1e-3 * fcd
 
 
@@ -182,7 +183,7 @@ def test_histogram_samples_follow_the_per_pixel_histograms():
     training images: a pixel that is 0 in every training digit stays 0 (up to the add-one
     smoothing), and every pixel's mean matches its training mean."""
     data = load_images("digits")
-    x = metrics.histogram_samples(data, 4000, torch.Generator().manual_seed(0))
+    x = J.histogram_samples(data, 4000, torch.Generator().manual_seed(0))
     assert x.shape == (4000, 1, 8, 8) and torch.equal(metrics.on_levels(x, 17), x)
     train = data.train.tensors[0].float() / 16
     counts = torch.zeros(64, 17).scatter_add_(1, data.train.tensors[0].flatten(1).long().T,
@@ -192,7 +193,7 @@ def test_histogram_samples_follow_the_per_pixel_histograms():
     se = ((p @ torch.linspace(0, 1, 17) ** 2 - expected**2) / 4000).sqrt()
     assert ((x.flatten(1).mean(0) - expected).abs() <= 5 * se + 1e-6).all()
     assert (expected - train.flatten(1).mean(0)).abs().max() < 0.02
-    again = metrics.histogram_samples(data, 4000, torch.Generator().manual_seed(0))
+    again = J.histogram_samples(data, 4000, torch.Generator().manual_seed(0))
     assert torch.equal(x, again)  # seeded
 
 
@@ -202,7 +203,7 @@ def test_the_judge_anchors_lie_where_they_should():
     lands near the reference."""
     data = load_images("digits")
     clf = digits_classifier(FAST)
-    judge = metrics.sample_judge(data, 1000, 0)
+    judge = J.sample_judge(data, 1000, 0)
     assert judge.classifier.test_accuracy > 0.9  # the default classifier, trained here
     assert judge.reference == heldout_reference_fcd(judge.classifier)
     assert judge.reference == heldout_reference_fcd(judge.classifier, data, 350)

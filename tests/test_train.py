@@ -10,16 +10,9 @@ import torch
 from torch.utils.data import TensorDataset
 
 from gentools import checkpoint, train
+from gentools.checkpoint import CHECKPOINT, load_model
 from gentools.models.base import GenerativeModel
-from gentools.train import (
-    CHECKPOINT,
-    TrainConfig,
-    TrainingDiverged,
-    batch_indices,
-    fit,
-    load_model,
-    lr_factor,
-)
+from gentools.train import TrainConfig, TrainingDiverged, batch_indices, fit, lr_factor
 
 
 class Regressor(GenerativeModel):
@@ -131,7 +124,7 @@ def test_checkpoints_by_the_clock(tmp_path, monkeypatch):
     clock = iter(0.25 * i for i in range(10_000))  # each reading of the clock: 0.25 s later
     monkeypatch.setattr(train.time, "perf_counter", lambda: next(clock))
     saved = []
-    monkeypatch.setattr(train, "_save", lambda state, path: saved.append(state.step))
+    monkeypatch.setattr(checkpoint, "save_state", lambda state, path: saved.append(state.step))
     fit(Regressor(), make_data(), cfg(tmp_path, steps=13, checkpoint_seconds=1.0))
     assert saved == [4, 8, 12, 13]  # every 4 steps of 0.25 s, and at the end
     saved.clear()

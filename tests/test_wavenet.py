@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from gentools import checkpoint, repro
+from gentools.checkpoint import load_model
 from gentools.data.audio import load_audio
 from gentools.files import read_json
 from gentools.models.wavenet import WaveNet, draw
@@ -15,7 +16,7 @@ from gentools.parameters import find_notebook
 from gentools.record import METRICS
 from gentools.runner import jobs
 from gentools.runner.params import tiny_parameters
-from gentools.train import TrainConfig, fit, load_model
+from gentools.train import TrainConfig, fit
 
 
 @pytest.fixture(scope="module")

@@ -140,7 +140,7 @@ def test_image_grid_widget_shows_the_grid():
     assert w.value != before
 
 
-# ---- latent.py: pure functions ---------------------------------------------------------------
+# ---- latent.py and interpolation.py: pure functions ------------------------------------------
 def test_principal_directions_recover_a_stretched_axis():
     g = torch.Generator().manual_seed(0)
     q, _ = torch.linalg.qr(torch.randn(6, 6, generator=g))  # random orthogonal basis
@@ -182,7 +182,7 @@ def test_slerp_falls_back_to_lerp_for_parallel_codes():
         interpolate(a, a, 5, "cubic")
 
 
-# ---- latent.py: widgets ----------------------------------------------------------------------
+# ---- latent.py and interpolation.py: widgets -------------------------------------------------
 def test_latent_explorer_one_slider_per_dim_moves_z_and_image():
     coder = FakeCoder(3)
     ex = LatentExplorer(coder.decode, dim=3)

@@ -2,7 +2,8 @@
 
 import torch
 
-from gentools.widgets.latent import LatentExplorer, RandomInterpolation, interpolate
+from gentools.widgets.interpolation import RandomInterpolation, interpolate
+from gentools.widgets.latent import LatentExplorer
 
 
 def draw(seed, truncation):

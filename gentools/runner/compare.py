@@ -12,7 +12,7 @@ Each run gives one row of per-seed values, all read from the run itself:
 - training seconds and the test NLL (nats per image and bits/dim): the run's metrics.json,
   with the kind of number (exact or a bound) given by the family;
 - the Frechet classifier distance of samples to the test images and the class coverage, in
-  the feature space of the data set's classifier (`metrics.sample_judge`): the run's
+  the feature space of the data set's classifier (`judge.sample_judge`): the run's
   metrics.json when the notebook records them from as many samples as asked, else computed
   here from the checkpoint, `model.sample(n, generator=Generator().manual_seed(seed))`.
 
@@ -32,8 +32,10 @@ from pathlib import Path
 import torch
 
 from gentools import checkpoint, metrics, presets
+from gentools.checkpoint import CHECKPOINT, load_model
 from gentools.data import load_images
 from gentools.files import read_json
+from gentools.judge import Judge, sample_judge
 from gentools.models.diffusion import Diffusion
 from gentools.models.flow import Flow
 from gentools.models.gan import GAN
@@ -44,14 +46,13 @@ from gentools.record import METRICS
 from gentools.runner import folders, jobs
 from gentools.runner.folders import MANIFEST
 from gentools.runner.params import tiny_parameters
-from gentools.train import CHECKPOINT, load_model
 
 
 @dataclass(frozen=True)
 class Family:
     name: str  # the row's label
     notebook: str  # the notebook's stem in notebooks/
-    model: type  # the model class that train.load_model rebuilds from the run's checkpoint
+    model: type  # the model class that checkpoint.load_model rebuilds from the run's checkpoint
     nll_key: str | None  # metrics.json key of the test NLL in nats per image; None: no likelihood
     bpd_key: str | None  # metrics.json key of the same number in bits/dim
     kind: str  # "exact", "bound" or "none": what the NLL is
@@ -129,7 +130,7 @@ def run_parameters(fam: Family, size: str, seed: int, device: str, n_samples: in
     return jobs.check_run(notebook, asked)
 
 
-def sample_quality(model, n: int, seed: int, judge: metrics.Judge) -> dict:
+def sample_quality(model, n: int, seed: int, judge: Judge) -> dict:
     """FCD of n seeded samples to the test images, and the smallest and largest class share."""
     samples = model.sample(n, generator=torch.Generator().manual_seed(seed)).cpu()
     coverage = judge.coverage(samples)
@@ -142,7 +143,7 @@ def anchors(data: str, data_dir: str, n_samples: int, seed: int) -> dict[str, di
     as many validation images, and no likelihood) and the per-pixel histogram (the distance of
     as many of its samples, and its exact test NLL)."""
     images = load_images(data, data_dir or None)
-    judge = metrics.sample_judge(images, n_samples, seed)
+    judge = sample_judge(images, n_samples, seed)
     nll = metrics.pixel_histogram_nll(images.train.tensors[0], images.test.tensors[0],
                                       images.levels)
     dims = images.test.tensors[0][0].numel()
@@ -166,7 +167,7 @@ def read_result(fam: Family, run: Path, reused: bool, n_samples: int) -> Result:
         source = "recorded by the notebook"
     else:
         images = load_images(params["data"], params["data_dir"] or None)
-        judge = metrics.sample_judge(images, n_samples, seed)  # a first use trains: no no_grad
+        judge = sample_judge(images, n_samples, seed)  # a first use trains: no no_grad
         with torch.no_grad():
             quality = sample_quality(model, n_samples, seed, judge)
         source = "computed from the checkpoint"

@@ -1,5 +1,5 @@
-"""Notebook widgets: image encoding and grids, latent-space explorers, and `show_source` for
-the package's own code beside the maths (no model imports)."""
+"""Notebook widgets: image encoding and grids, latent-space explorers and interpolations, and
+`show_source` for the package's own code beside the maths (no model imports)."""
 
 import inspect
 
@@ -14,13 +14,8 @@ from gentools.widgets.image import (
     picture,
     to_png,
 )
-from gentools.widgets.latent import (
-    Interpolation,
-    LatentExplorer,
-    LatentMap,
-    interpolate,
-    principal_directions,
-)
+from gentools.widgets.interpolation import Interpolation, interpolate
+from gentools.widgets.latent import LatentExplorer, LatentMap, principal_directions
 
 __all__ = [
     "ImageGrid",

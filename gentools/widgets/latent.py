@@ -8,17 +8,13 @@ Both are called under torch.no_grad(). They receive CPU tensors (the LatentExplo
 on the device of its z0 / directions): move them to the model's device inside the callable.
 
 - `principal_directions(z, k)`: PCA of codes, the axes the sliders and the map use.
-- `interpolate(z_a, z_b, n, mode)`: linear interpolation, or spherical (slerp, Shoemake 1985,
-  "Animating rotation with quaternion curves", https://doi.org/10.1145/325165.325242), which
-  White (2016, "Sampling generative networks", https://arxiv.org/abs/1609.04468) recommends
-  for Gaussian latents because lerp midpoints have an atypically small norm.
 - `LatentExplorer`: one slider per latent dimension or per principal direction (and a class
   selector for a conditional decoder), around a fixed centre or around a code drawn from the
   prior, with a button that draws a new one.
-- `Interpolation`: a row of decodes between two test images.
-- `RandomInterpolation`: a row of decodes between two prior draws chosen by seed, with a
-  truncation slider and an optional class selector (for the GAN, which has no encoder).
 - `LatentMap`: a 2-D scatter of the encoded test set; click a point to decode its full code.
+
+Rows of decodes between two codes (`interpolate`, `Interpolation`, `RandomInterpolation`) are
+in `gentools.widgets.interpolation`, on the same two callables.
 
 Each widget builds its controls, wires them with `observe`, and renders in a separate method;
 `.widget` is its box and displaying the object displays that box. Errors raised in callbacks
@@ -35,18 +31,19 @@ import plotly.graph_objects as go
 import torch
 from IPython.display import display
 
-from gentools.widgets.image import auto_scale, grid, to_png
+from gentools.widgets.image import auto_scale, to_png
 
 TILE_PX = 64  # decoded tiles are upscaled to about this many pixels
 
 
-def _images_tensor(images) -> torch.Tensor:
+def images_tensor(images) -> torch.Tensor:
     """(N, C, H, W) float32 tensor from a tensor or an array (uint8 is scaled to [0, 1])."""
     x = torch.as_tensor(np.asarray(images)) if not torch.is_tensor(images) else images
     return x.float() / 255.0 if x.dtype == torch.uint8 else x.float()
 
 
-def _tile_scale(images: torch.Tensor) -> int:
+def tile_scale(images: torch.Tensor) -> int:
+    """The integer upscaling of decoded tiles (N, C, H, W): each about TILE_PX pixels."""
     return auto_scale(images.shape[-2], images.shape[-1], target=TILE_PX)
 
 
@@ -62,35 +59,6 @@ def principal_directions(z, k: int | None = None) -> tuple[torch.Tensor, torch.T
     sign = torch.sign(vh.gather(1, vh.abs().argmax(1, keepdim=True)))  # (r, 1)
     vh = vh * torch.where(sign == 0, torch.ones_like(sign), sign)
     return vh[:k], std[:k]
-
-
-def interpolate(z_a, z_b, n: int, mode: str = "linear") -> torch.Tensor:
-    """n codes (n, d) from z_a to z_b (both (d,)), endpoints exact.
-
-    mode "linear": z_t = (1−t) z_a + t z_b. mode "spherical" (slerp):
-    z_t = [sin((1−t)Ω) z_a + sin(tΩ) z_b] / sin Ω, with cos Ω = ẑ_a·ẑ_b; it falls back to
-    linear when Ω ≈ 0 (or ≈ π), where sin Ω vanishes.
-    """
-    if n < 2:
-        raise ValueError(f"n must be at least 2, got {n}")
-    z_a, z_b = torch.as_tensor(z_a), torch.as_tensor(z_b)
-    dtype = torch.promote_types(torch.promote_types(z_a.dtype, z_b.dtype), torch.float32)
-    z_a, z_b = z_a.to(dtype), z_b.to(device=z_a.device, dtype=dtype)
-    t = torch.linspace(0.0, 1.0, n, dtype=z_a.dtype, device=z_a.device)[:, None]  # (n, 1)
-    t[0], t[-1] = 0.0, 1.0
-    if mode == "linear":
-        return (1 - t) * z_a + t * z_b  # (n, d)
-    if mode != "spherical":
-        raise ValueError(f"mode must be 'linear' or 'spherical', got {mode!r}")
-    norms = z_a.norm() * z_b.norm()
-    cos = (z_a @ z_b / norms).clamp(-1.0, 1.0) if norms > 0 else z_a.new_tensor(1.0)
-    omega = torch.arccos(cos)  # Ω
-    sin_omega = torch.sin(omega)
-    if sin_omega < 1e-6:
-        return (1 - t) * z_a + t * z_b
-    w_a = torch.sin((1 - t) * omega) / sin_omega  # (n, 1)
-    w_b = torch.sin(t * omega) / sin_omega  # (n, 1)
-    return w_a * z_a + w_b * z_b  # (n, d)
 
 
 class LatentExplorer:
@@ -206,7 +174,7 @@ class LatentExplorer:
                 x = self.decode(self.z[None])  # (1, C, H, W)
             else:
                 x = self.decode(self.z[None], self.label.value)  # (1, C, H, W)
-        self.image.value = to_png(x[0], scale=_tile_scale(x) * 2)
+        self.image.value = to_png(x[0], scale=tile_scale(x) * 2)
 
     def _next_code(self, _button=None) -> None:
         self.code_seed.value += 1  # observe draws the new centre
@@ -228,127 +196,6 @@ class LatentExplorer:
         self.render()
 
 
-class Interpolation:
-    """A row of decodes from encode(images[a]) to encode(images[b]), with the originals at the ends.
-
-    Controls: `index_a`, `index_b` (BoundedIntText), `mode` ("linear"/"spherical"), `steps`.
-    """
-
-    def __init__(self, encode, decode, images, labels=None, steps: int = 8):
-        self.encode, self.decode = encode, decode
-        self.images = _images_tensor(images)  # (N, C, H, W)
-        self.labels = None if labels is None else np.asarray(labels)
-        self.scale = _tile_scale(self.images)
-        self._build_controls(steps)
-        self.render()
-
-    def _build_controls(self, steps: int) -> None:
-        last = len(self.images) - 1
-        self.index_a = widgets.BoundedIntText(value=0, min=0, max=last, description="from")
-        self.index_b = widgets.BoundedIntText(value=min(1, last), min=0, max=last, description="to")
-        self.mode = widgets.ToggleButtons(options=["linear", "spherical"], value="linear")
-        self.steps = widgets.IntSlider(value=steps, min=2, max=max(32, steps), description="steps")
-        self.image = widgets.Image(format="png")
-        self.caption = widgets.HTML()
-        self.out = widgets.Output()
-        on_change = self.out.capture()(self.render)
-        for c in (self.index_a, self.index_b, self.mode, self.steps):
-            c.observe(on_change, names="value")
-        pickers = widgets.HBox([self.index_a, self.index_b, self.mode])
-        self.widget = widgets.VBox([pickers, self.steps, self.image, self.caption, self.out])
-
-    def _ipython_display_(self) -> None:
-        display(self.widget)
-
-    def _name(self, i: int) -> str:
-        return f"index {i}" if self.labels is None else f"index {i} (label {self.labels[i]})"
-
-    def render(self, _change=None) -> None:
-        """Encode both ends, interpolate, decode, show originals | decodes | original."""
-        a, b, n = self.index_a.value, self.index_b.value, self.steps.value
-        ends = self.images[[a, b]]  # (2, C, H, W)
-        with torch.no_grad():
-            z = self.encode(ends)  # (2, d)
-            x = self.decode(interpolate(z[0], z[1], n, self.mode.value)).detach().cpu()
-        row = torch.cat([ends[:1].cpu(), x.float(), ends[1:].cpu()])  # (n + 2, C, H, W)
-        self.image.value = to_png(grid(row, nrow=len(row)), scale=self.scale)
-        self.caption.value = (
-            f"{self._name(a)} → {self._name(b)}, {self.mode.value}, {n} steps "
-            "(first and last tiles: the originals)"
-        )
-
-
-class RandomInterpolation:
-    """A row of decodes between two codes drawn from the prior, for models without an encoder
-    (the GAN): each end is chosen by its seed, with a truncation slider and, for a conditional
-    decoder, a class selector.
-
-    draw(seed, truncation) -> z (d,): the prior draw for `seed`; truncation is None (plain
-        N(0, I)) or the threshold of the slider (the model's truncation trick).
-    decode: decode(z) (N, d) -> images, or decode(z, label) when `classes` is given.
-    Controls: `seed_a`, `seed_b` (IntText), `mode` ("linear"/"spherical", default spherical),
-    `truncation` (FloatSlider; 0 means off), `steps`, and `label` (Dropdown) with `classes`.
-    """
-
-    def __init__(self, draw, decode, classes=None, steps: int = 8, max_truncation: float = 3.0):
-        self.draw, self.decode = draw, decode
-        self.classes = None if classes is None else [str(c) for c in classes]
-        self._build_controls(steps, max_truncation)
-        self.render()
-
-    def _build_controls(self, steps: int, max_truncation: float) -> None:
-        self.seed_a = widgets.IntText(value=0, description="seed from")
-        self.seed_b = widgets.IntText(value=1, description="seed to")
-        self.mode = widgets.ToggleButtons(options=["linear", "spherical"], value="spherical")
-        self.truncation = widgets.FloatSlider(
-            value=0.0,
-            min=0.0,
-            max=max_truncation,
-            step=0.1,
-            description="truncation",
-            readout_format=".1f",
-        )
-        self.steps = widgets.IntSlider(value=steps, min=2, max=max(32, steps), description="steps")
-        controls = [self.seed_a, self.seed_b, self.mode, self.truncation, self.steps]
-        if self.classes is not None:
-            options = [(name, i) for i, name in enumerate(self.classes)]
-            self.label = widgets.Dropdown(options=options, value=0, description="class")
-            controls.append(self.label)
-        self.image = widgets.Image(format="png")
-        self.caption = widgets.HTML()
-        self.out = widgets.Output()
-        on_change = self.out.capture()(self.render)
-        for c in controls:
-            c.observe(on_change, names="value")
-        rows = [widgets.HBox(controls[:3]), widgets.HBox(controls[3:])]
-        self.widget = widgets.VBox([*rows, self.image, self.caption, self.out])
-
-    def _ipython_display_(self) -> None:
-        display(self.widget)
-
-    def codes(self) -> torch.Tensor:
-        """The (steps, d) codes of the current row."""
-        t = self.truncation.value or None  # 0: no truncation
-        z_a, z_b = self.draw(self.seed_a.value, t), self.draw(self.seed_b.value, t)
-        return interpolate(z_a, z_b, self.steps.value, self.mode.value)
-
-    def render(self, _change=None) -> None:
-        """Draw both ends, interpolate, decode and show the row."""
-        with torch.no_grad():
-            z = self.codes()
-            if self.classes is None:
-                x = self.decode(z).detach().cpu().float()  # (n, C, H, W)
-            else:
-                x = self.decode(z, self.label.value).detach().cpu().float()
-        self.image.value = to_png(grid(x, nrow=len(x)), scale=_tile_scale(x))
-        t = f"truncation {self.truncation.value:.1f}" if self.truncation.value else "no truncation"
-        label = "" if self.classes is None else f", class {self.classes[self.label.value]}"
-        self.caption.value = (
-            f"seed {self.seed_a.value} → seed {self.seed_b.value}, {self.mode.value}, "
-            f"{self.steps.value} steps, {t}{label}"
-        )
-
-
 class LatentMap:
     """The encoded test set in 2-D (first two principal directions when d > 2), one trace per
     label; clicking a point decodes that point's full d-dim code and shows it beside the map.
@@ -359,9 +206,9 @@ class LatentMap:
 
     def __init__(self, encode, decode, images, labels, batch_size: int = 256):
         self.decode = decode
-        self.images = _images_tensor(images)  # (N, C, H, W)
+        self.images = images_tensor(images)  # (N, C, H, W)
         self.labels = np.asarray(labels)
-        self.scale = _tile_scale(self.images) * 2
+        self.scale = tile_scale(self.images) * 2
         with torch.no_grad():
             self.z = torch.cat(
                 [
