@@ -20,7 +20,7 @@ import torch
 
 from gentools import repro
 from gentools.data import load_images
-from gentools.metrics import sample_judge
+from gentools.judge import sample_judge
 from gentools.models.diffusion import Diffusion
 from gentools.train import TrainConfig, fit
 
