@@ -25,7 +25,7 @@ AUTO = {  # notebook -> "digits" or "8-bit" -> {parameter: value}
     },
     "gan": {
         "digits": dict(size="default", loss="wgan-gp", steps=1500),
-        "8-bit": dict(size="medium", loss="nonsaturating", steps=3500),
+        "8-bit": dict(size="medium", loss="nonsaturating", steps=2500),
     },
     "diffusion": {
         "digits": dict(size="default", steps=1500, flow_steps=1500, batch_size=128,
