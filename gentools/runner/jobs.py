@@ -186,10 +186,10 @@ def _resumable(run_dir: Path) -> tuple[dict[str, object], Notebook]:
     source = Path(str(manifest.get("notebook")))
     if not source.is_file():
         raise NotResumable(f"the run's notebook {source} no longer exists")
-    if sha256_file(source) != manifest.get("notebook_sha256"):
+    found = load_notebook(source)  # its bytes, hashed as `run` hashed them
+    if hashlib.sha256(found.source).hexdigest() != manifest.get("notebook_sha256"):
         raise NotResumable(f"{source} changed since the run started; resuming would mix two "
                            "versions of it (start a new run instead)")
-    found = load_notebook(source)
     if "resume" not in found.params:
         raise NotResumable(f"{source.name} has no 'resume' parameter, so it cannot resume")
     check_run(found, {k: v for k, v in manifest["parameters"].items() if k != OUT_DIR})

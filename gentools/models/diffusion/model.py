@@ -14,9 +14,9 @@ NOTE: the network does not output eps or v (unless output="direct" or "v"). It o
   the noisy pixel, log N(x_t; a_t v, s_t^2) for x_t = a_t x_0 + s_t eps, before the softmax;
   x0_hat is the mean level and eps_hat = (x_t - a_t x0_hat) / s_t (v_hat = (x_t - x0_hat) / t).
   At low noise the likelihood term pins x0_hat to the right level, which the bound's many
-  small-t terms need: on
-  the digits the bound fell from 218 to 103 nats at equal training (benchmarks/diffusion.py,
-  measured with an earlier estimator that drew one t per stratum for all images at once).
+  small-t terms need: on the digits the bound fell from 218 to 103 nats at equal training
+  (benchmarks/diffusion.py, measured with an earlier estimator that drew one t per stratum
+  for all images at once).
   The softmax over categories follows Dieleman et al. 2022 (https://arxiv.org/abs/2211.15089);
   the same categorical is the decoder P(x_0 | x_1).
 NOTE: images are scaled to [-1, 1]; samples are put on the data's levels at the end.
