@@ -29,6 +29,7 @@ from pathlib import Path
 from gentools import checkpoint, presets
 from gentools.files import read_json
 from gentools.record import METRICS
+from gentools.results import Likelihood
 from gentools.runner import compare, jobs
 
 
@@ -92,7 +93,7 @@ def _make_runs(asked: dict, at_once: int) -> None:
     wanted = [(fam.notebook, compare.run_parameters(fam, asked["size"], seed, "auto", n,
                                                     asked["data"], asked["data_dir"]))
               for seed in range(asked["seeds"]) for fam in compare.FAMILIES
-              if not fam.prefix]  # flow matching comes from the diffusion run
+              if not fam.part]  # flow matching comes from the diffusion run
     def timed(nb: str, params: dict) -> tuple[Path, float]:
         start = time.perf_counter()
         run = jobs.run(nb, params, out=asked["runs_dir"], progress=False, reuse=True)
@@ -147,10 +148,10 @@ def _anchors(run_dirs) -> str:
 
 def _agrees(run_dir: Path, fam, i: int, tensors: dict) -> bool:
     """The saved per-seed NLL and training time equal the run's own metrics.json."""
-    recorded = read_json(run_dir / METRICS)
-    same = tensors[f"{fam.key}.train_seconds"][i].item() == recorded[fam.prefix + "train_seconds"]
-    if fam.nll_key:
-        same &= tensors[f"{fam.key}.nll"][i].item() == recorded[fam.nll_key]
+    recorded = fam.read(run_dir)
+    same = tensors[f"{fam.key}.train_seconds"][i].item() == recorded.train_seconds
+    if isinstance(recorded, Likelihood):
+        same &= tensors[f"{fam.key}.nll"][i].item() == recorded.nll
     return same
 
 

@@ -28,6 +28,7 @@ from gentools.runner (tests/test_project.py checks both). Its modules:
     presets.py       the values of parameters left at "auto" / 0, chosen for the data
     repro.py         seeding, device, torch threads, environment capture
     parameters.py    a notebook's parameters cell as a schema, its checks, the resolver
+    results.py       each family's figures as a typed dataclass, with their units
     record.py        record(): a notebook's metrics.json and environment.json
     files.py         the one atomic write; JSON read and written whole
     signals.py       SIGINT / SIGTERM handled for the length of a run or of training

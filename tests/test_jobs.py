@@ -489,11 +489,11 @@ def test_record_writes_metrics_and_environment(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("value", "message"),
     [
-        (float("nan"), "metric 'loss' must be finite \\(got nan\\)"),
-        (float("inf"), "metric 'loss' must be finite \\(got inf\\)"),
-        ("0.1", "metric 'loss' must be a number \\(got str '0.1'\\)"),
-        (True, "metric 'loss' must be a number \\(got bool True\\)"),
-        ([1.0], "metric 'loss' must be a number"),
+        (float("nan"), "figure 'loss' must be finite \\(got nan\\)"),
+        (float("inf"), "figure 'loss' must be finite \\(got inf\\)"),
+        ("0.1", "figure 'loss' must be a number \\(got str '0.1'\\)"),
+        (True, "figure 'loss' must be a number \\(got bool True\\)"),
+        ([1.0], "figure 'loss' must be a number"),
     ],
 )
 def test_record_rejects_bad_values(tmp_path: Path, value: object, message: str) -> None:

@@ -9,8 +9,9 @@ Each run gives one row of per-seed values, all read from the run itself:
   so the GAN counts its discriminator and the flow its dequantizer; a weight average is not
   trained and not counted), with two facts of that model that weigh on a ranking: whether it
   trained with the digit labels, and whether it samples with averaged weights (EMA);
-- training seconds and the test NLL (nats per image and bits/dim): the run's metrics.json,
-  with the kind of number (exact or a bound) given by the family;
+- training seconds and the test NLL (nats per image and bits/dim): the run's metrics.json, read
+  back as the family's typed results (`gentools.results`), whose class says what the NLL is
+  (exact or a bound, and how it was computed);
 - the Frechet classifier distance of samples to the test images and the class coverage, in
   the feature space of the data set's classifier (`judge.sample_judge`): the run's
   metrics.json when the notebook records them from as many samples as asked, else computed
@@ -26,12 +27,13 @@ from __future__ import annotations
 import math
 import statistics
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 
 import torch
 
 from gentools import checkpoint, metrics, presets
+from gentools import results as typed
 from gentools.checkpoint import CHECKPOINT, load_model
 from gentools.data import load_images
 from gentools.files import read_json
@@ -43,6 +45,7 @@ from gentools.models.pixelcnn import PixelCNN
 from gentools.models.vae import VAE
 from gentools.parameters import Notebook, load_notebook
 from gentools.record import METRICS
+from gentools.results import Likelihood, Results, SampleQuality
 from gentools.runner import folders, jobs
 from gentools.runner.folders import MANIFEST
 from gentools.runner.params import tiny_parameters
@@ -53,32 +56,47 @@ class Family:
     name: str  # the row's label
     notebook: str  # the notebook's stem in notebooks/
     model: type  # the model class that checkpoint.load_model rebuilds from the run's checkpoint
-    nll_key: str | None  # metrics.json key of the test NLL in nats per image; None: no likelihood
-    bpd_key: str | None  # metrics.json key of the same number in bits/dim
-    kind: str  # "exact", "bound" or "none": what the NLL is
-    detail: str = ""  # how the number is computed, formatted with the run's parameters
-    prefix: str = ""  # of its metrics.json keys and checkpoint folder, for a second model of a run
+    results: type[Results]  # what the notebook records, read back from the run's metrics.json
+    part: str = ""  # a second model of a run: its field of `results` and checkpoint folder
+
+    def __post_init__(self) -> None:
+        if self.part and self.part not in {f.name for f in fields(self.results)}:
+            raise ValueError(f"{self.results.__name__} has no part {self.part!r}")
+
+    @property
+    def figures(self) -> type[Results]:
+        """The class of this family's own results (the part's, for a second model)."""
+        if not self.part:
+            return self.results
+        return next(f for f in fields(self.results) if f.name == self.part).metadata["type"]
+
+    @property
+    def kind(self) -> str:
+        """What its test NLL is: "exact", "bound", or "none" without a likelihood."""
+        return self.figures.kind if issubclass(self.figures, Likelihood) else "none"
 
     @property
     def key(self) -> str:
-        """The family's name in saved results: its notebook, plus the prefix if it has one."""
-        return self.notebook + (f"-{self.prefix.rstrip('_')}" if self.prefix else "")
+        """The family's name in saved results: its notebook, plus the part if it has one."""
+        return self.notebook + (f"-{self.part}" if self.part else "")
 
     def checkpoint(self, run: Path) -> Path:
         """The checkpoint of this family's model in a run folder."""
-        folder = run / self.prefix.rstrip("_") if self.prefix else run
-        return folder / CHECKPOINT
+        return (run / self.part if self.part else run) / CHECKPOINT
+
+    def read(self, run: Path) -> Results:
+        """This family's results in a run folder's metrics.json."""
+        results = self.results.from_metrics(read_json(run / METRICS))
+        return getattr(results, self.part) if self.part else results
 
 
 FAMILIES = (
-    Family("VAE", "vae", VAE, "test_nll", "test_bpd", "bound", "IWAE, k={iwae_k}"),
-    Family("GAN", "gan", GAN, None, None, "none"),
-    Family("PixelCNN", "pixelcnn", PixelCNN, "test_nll", "test_bpd", "exact"),
-    Family("Flow", "flow", Flow, "test_nll_iw", "test_bpd_iw", "bound",
-           "importance-weighted, K={iw_k}"),
-    Family("Diffusion", "diffusion", Diffusion, "test_nll", "test_bpd", "bound",
-           "variational, {nll_draws} KL terms drawn per image"),
-    Family("Flow matching", "diffusion", Diffusion, None, None, "none", prefix="flow_"),
+    Family("VAE", "vae", VAE, typed.VAEResults),
+    Family("GAN", "gan", GAN, typed.GANResults),
+    Family("PixelCNN", "pixelcnn", PixelCNN, typed.PixelCNNResults),
+    Family("Flow", "flow", Flow, typed.FlowResults),
+    Family("Diffusion", "diffusion", Diffusion, typed.DiffusionResults),
+    Family("Flow matching", "diffusion", Diffusion, typed.DiffusionResults, part="flow"),
 )
 
 # per-seed values of a row, in table order: (key, column title, decimals)
@@ -155,15 +173,13 @@ def anchors(data: str, data_dir: str, n_samples: int, seed: int) -> dict[str, di
 
 def read_result(fam: Family, run: Path, reused: bool, n_samples: int) -> Result:
     """One row from a completed run folder: metrics.json, the manifest and the checkpoint."""
-    everything = read_json(run / METRICS)
-    recorded = {k.removeprefix(fam.prefix): v for k, v in everything.items()
-                if k.startswith(fam.prefix)}  # this family's metrics, without the prefix
+    recorded = fam.read(run)
     params = presets.resolve(fam.notebook, read_json(run / MANIFEST)["parameters"])
     model = load_model(fam.model, fam.checkpoint(run))
     seed = params["seed"]
     drawn = params.get("n_samples", 1000)  # the VAE and diffusion notebooks always draw 1000
-    if "fcd" in recorded and "coverage_min" in recorded and drawn == n_samples:
-        quality = {k: recorded[k] for k in ("fcd", "coverage_min", "coverage_max")}
+    if isinstance(recorded, SampleQuality) and drawn == n_samples:
+        quality = {k: getattr(recorded, k) for k in ("fcd", "coverage_min", "coverage_max")}
         source = "recorded by the notebook"
     else:
         images = load_images(params["data"], params["data_dir"] or None)
@@ -173,10 +189,11 @@ def read_result(fam: Family, run: Path, reused: bool, n_samples: int) -> Result:
         source = "computed from the checkpoint"
     with torch.no_grad():
         grid = model.sample(32, generator=torch.Generator().manual_seed(seed)).cpu()
-    values = {"train_seconds": recorded["train_seconds"], **quality,
-              "nll": recorded[fam.nll_key] if fam.nll_key else math.nan,
-              "bpd": recorded[fam.bpd_key] if fam.bpd_key else math.nan}
-    kind = fam.kind + (f" ({fam.detail.format(**params)})" if fam.detail else "")
+    likely = isinstance(recorded, Likelihood)
+    values = {"train_seconds": recorded.train_seconds, **quality,
+              "nll": recorded.nll if likely else math.nan,
+              "bpd": recorded.bpd if likely else math.nan}
+    kind = fam.kind + (f" ({recorded.detail})" if likely and recorded.detail else "")
     return Result(fam, seed, run, reused, model.num_parameters(), model.labels_seen,
                   model.averaged_weights, values, source, n_samples, kind, grid)
 
