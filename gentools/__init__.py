@@ -18,12 +18,11 @@ from gentools.runner (tests/test_project.py checks both). Its modules:
     nn.py            layers several models share: masked and causal convolutions
     transformer.py   the Transformer block GPT and BERT share, and its KV cache
     models/          one architecture per file (diffusion/ and flow/ per part), on models/base.py
-    train.py         the one training loop: fit(model, data, cfg, callbacks)
+    train.py         the one training loop: fit(model, data, cfg, callbacks), fit_async
     checkpoint.py    atomic safetensors + JSON checkpoints (no pickle): a run's State, load_model
     metrics.py       bits/dim, dataset NLL, the histogram baseline, the Frechet distance
     judge.py         the sample judge: a small classifier's Frechet distance, coverage
     monitor.py       the live training monitor (curves, samples, ETA, Stop)
-    ui_events.py     widget clicks that reach a running cell (the monitor's Stop button)
     widgets/         exploration widgets: latent space, images, audio, text, attention
     presets.py       the values of parameters left at "auto" / 0, chosen for the data
     repro.py         seeding, device, torch threads, environment capture

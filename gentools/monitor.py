@@ -3,7 +3,7 @@ and a working Stop button in a notebook, and leaves a static figure and the last
 behind once training ends.
 
     mon = Monitor(sample=lambda: model.sample(16), metrics=("loss",))
-    fit(model, data, cfg, callbacks=[mon])  # shows itself at on_start if not displayed yet
+    state = await fit_async(model, data, cfg, callbacks=[mon])  # in a notebook cell
 
 The monitor never imports a model: it reads `state` (step, history, cfg.steps, stop) and calls
 the `sample` callable it is handed.
@@ -12,16 +12,17 @@ At the end of training the live figure and sample grid leave the widget, and a s
 each is displayed below it: papermill does not save a widget's updates, so an executed
 notebook keeps the static copies, and a live session shows each picture once, not twice.
 
-Cost: `on_step` only records a timestamp; the figure, the status line and the kernel's pending
-UI messages are processed at most once per `redraw_every` seconds, and always at `on_eval`
-and `on_end`. Curves are averaged into at most 2000 bins live and 500 in the static figure.
+It shows itself at on_start if it is not displayed yet. Cost: `on_step` only records a
+timestamp; the figure and the status line are redrawn at most once per `redraw_every`
+seconds, and always at `on_eval` and `on_end`. Curves are averaged into at most 2000 bins
+live and 500 in the static figure.
 
-NOTE (Stop button): while a cell runs, ipykernel does not read the button's comm message until
-the cell ends. `gentools.ui_events.process_ui_events()` reads the messages that wait for the busy
-thread and handles the widget (comm) ones in place. It relies on ipykernel 7's internals, so it
-checks the version and does nothing elsewhere: the click then reaches the kernel only after the
-cell has ended, and Kernel > Interrupt is the way to stop (training then finishes its step,
-writes its checkpoint and stops, see `train.fit`).
+NOTE (Stop button): a click is a widget (comm) message, which ipykernel handles while a cell
+awaits, not while it computes. So the notebooks train with ``await train.fit_async(...)``,
+which yields to the kernel after every step; the click then sets `state.stop`, and training
+ends after that step with its checkpoint. Under a plain `train.fit` the click arrives only
+when the cell ends; Kernel > Interrupt stops either (training finishes its step, writes its
+checkpoint and stops).
 """
 
 from __future__ import annotations
@@ -37,7 +38,6 @@ from IPython import get_ipython
 from IPython.display import display
 from plotly.subplots import make_subplots
 
-from gentools.ui_events import process_ui_events
 from gentools.widgets.image import ImageGrid, picture
 
 LIVE_POINTS = 2000  # most points per curve in the live FigureWidget
@@ -203,7 +203,6 @@ class Monitor:
                 trace.x, trace.y = _bin_mean(*self._curves[key], LIVE_POINTS)
         self.status.value = self.status_text(state)
         self.redraws += 1
-        process_ui_events()  # lets a Stop click reach us while fit runs in this cell
 
     def steps_per_second(self) -> float:
         """Steps per second over the last RATE_WINDOW steps (nan before two steps)."""

@@ -13,6 +13,7 @@ Batches are drawn by step: step s reads a fixed slice of a permutation seeded by
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import functools
 import math
@@ -195,6 +196,30 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, cfg: TrainConfig, device)
 
 def fit(model, data, cfg: TrainConfig, callbacks: list | tuple = ()) -> State:
     """Train `model` on `data.train`, evaluating on `data.val`; returns the final State."""
+    steps = _training(model, data, cfg, callbacks)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+
+
+async def fit_async(model, data, cfg: TrainConfig, callbacks: list | tuple = ()) -> State:
+    """`fit`, handing the event loop a turn after every step. In a notebook,
+    ``state = await fit_async(...)`` keeps widgets live while it trains: ipykernel handles a
+    widget's messages (the monitor's Stop button) whenever an awaiting cell yields, and
+    queues the next cells behind this one as usual."""
+    steps = _training(model, data, cfg, callbacks)
+    while True:
+        try:
+            next(steps)
+        except StopIteration as done:
+            return done.value
+        await asyncio.sleep(0)
+
+
+def _training(model, data, cfg: TrainConfig, callbacks: list | tuple):
+    """`fit`'s loop as a generator that yields after every step and returns the State."""
     repro.set_threads(cfg.threads)
     device = repro.resolve_device(cfg.device)
     model.to(device)
@@ -274,6 +299,7 @@ def fit(model, data, cfg: TrainConfig, callbacks: list | tuple = ()) -> State:
                 if ckpt and (every_n or every_s):
                     checkpoint.save_state(state, ckpt)
                     saved_at = state.elapsed
+                yield
     except _NonFinite as err:
         kept = (
             f"the last good checkpoint (step {checkpoint.saved_step(ckpt)}) is kept at {ckpt}"

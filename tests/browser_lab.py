@@ -269,8 +269,10 @@ def wait_kernel_idle(page, timeout_ms: float) -> None:
     assert not dialogs, f"a dialog is in the way: {dialogs}"
 
 
-def run_all(page, timeout_s: float) -> list[str]:
+def run_all(page, timeout_s: float, during=None) -> list[str]:
     """Run -> Run All Cells; wait until no cell is queued or running and the kernel is idle.
+    `during(page)`, if given, is called at every poll until it returns True (a click while
+    the cells run, say).
 
     Returns the code cells' prompts ("[7]:" when executed, "[ ]:" when not).
     """
@@ -280,6 +282,8 @@ def run_all(page, timeout_s: float) -> list[str]:
     clock = time.monotonic()
     settled = 0
     while time.monotonic() < clock + timeout_s:
+        if during is not None and during(page):
+            during = None
         state = page.evaluate(_RUN_STATE)
         prompts = state["prompts"]
         started = prompts != stored

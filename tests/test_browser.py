@@ -16,6 +16,7 @@ folder; the run prints where. Skip these tests in a quick loop with `-m "not bro
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
@@ -342,6 +343,40 @@ def test_widgets_render_and_respond(notebook, request):
         assert after != before and after
         page.screenshot(path=screenshots / f"{notebook.stem}.png")
         assert error_texts(page) == []
+    finally:
+        context.close()
+        lab.shutdown_kernel_of(path)
+
+
+@pytest.mark.browser
+def test_the_stop_button_ends_training_while_its_cell_runs(lab, browser, screenshots):
+    """Run All on the VAE notebook set to a million steps: a click on the monitor's Stop
+    button, while the training cell runs, ends training after that step; the notebook then
+    runs to its end and records how far training got."""
+    path = prepare(next(p for p in NOTEBOOKS if p.stem == "vae"), lab, steps=1_000_000)
+    context, page = page_for(browser, lab, path)
+    clicked = []
+
+    def click_stop_once_training_runs(page) -> bool:
+        stop = page.locator("button.jupyter-button", has_text=re.compile(r"^\s*Stop\s*$"))
+        status = page.locator(".widget-html", has_text="steps/s").all_inner_texts()
+        if stop.count() != 1 or not stop.is_enabled() or not any("step " in t for t in status):
+            return False
+        stop.click()
+        clicked.append(status)
+        return True
+
+    try:
+        wait_kernel_idle(page, PAGE_TIMEOUT_MS)
+        prompts = run_all(page, RUN_ALL_S, during=click_stop_once_training_runs)
+        assert clicked, "training ended before the Stop button could be clicked"
+        assert all(re.fullmatch(r"\[\d+\]:", p) for p in prompts), f"not every cell ran: {prompts}"
+        assert error_texts(page) == []
+        buttons = {t.strip() for t in page.locator("button.jupyter-button").all_inner_texts()}
+        assert "Stopped" in buttons and "Stop" not in buttons, buttons
+        metrics = json.loads((lab.folder / "out" / "vae" / "metrics.json").read_text())
+        assert 0 < metrics["steps"] < 1_000_000, metrics["steps"]
+        page.screenshot(path=screenshots / "vae-stopped.png")
     finally:
         context.close()
         lab.shutdown_kernel_of(path)

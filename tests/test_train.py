@@ -358,3 +358,37 @@ def test_compile_option_compiles_every_called_module_in_place(monkeypatch, tmp_p
     assert list(weights[True]) == list(weights[False])
     assert list(weights[True])[:2] == ["net.weight", "net.bias"]
     assert all(torch.allclose(weights[True][k], weights[False][k]) for k in weights[True])
+
+
+def test_fit_async_trains_exactly_as_fit_and_yields_after_every_step():
+    """The same weights and history as `fit`, with the event loop getting a turn after each
+    step: a task that counts its turns sees one per step (a notebook's widgets get theirs)."""
+    import asyncio
+
+    torch.manual_seed(0)
+    sync_model = Regressor()
+    async_model = Regressor()
+    async_model.load_state_dict(sync_model.state_dict())
+    done = fit(sync_model, make_data(), cfg())
+
+    async def train_beside_a_counter():
+        turns = []
+
+        async def count():
+            while True:
+                turns.append(1)
+                await asyncio.sleep(0)
+
+        counter = asyncio.create_task(count())
+        state = await train.fit_async(async_model, make_data(), cfg())
+        counter.cancel()
+        return state, len(turns)
+
+    state, turns = asyncio.run(train_beside_a_counter())
+    assert state.step == done.step == 30
+    assert [{k: v for k, v in row.items() if k != "time"} for row in state.history] == \
+        [{k: v for k, v in row.items() if k != "time"} for row in done.history]
+    for a, b in zip(async_model.state_dict().values(), sync_model.state_dict().values(),
+                    strict=True):
+        assert torch.equal(a, b)
+    assert 30 <= turns <= 31
