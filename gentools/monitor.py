@@ -173,6 +173,7 @@ class Monitor:
         self._redraw(state)
 
     def on_end(self, state) -> None:
+        self._state = None  # training is over: the status line drops the ETA
         self._redraw(state)
         self.stop_button.disabled = True
         self.stop_button.description = "Stopped" if state.stop else "Finished"
@@ -181,7 +182,6 @@ class Monitor:
         if self._last_samples is not None:  # widgets are not saved by papermill; a PNG is
             _show(picture(self._last_samples))
         print(self.summary(state))
-        self._state = None
 
     # ---- rendering ------------------------------------------------------------------------
     def _pull_history(self, history) -> None:
@@ -216,12 +216,12 @@ class Monitor:
         return {m: ys[0] for m, ys in last.items() if ys}
 
     def status_text(self, state) -> str:
-        """One line: step/total, steps/s, ETA, latest train and val metrics."""
+        """One line: step/total, steps/s, ETA (while training), latest train and val metrics."""
         total = getattr(state.cfg, "steps", None)
         rate = self.steps_per_second()
         parts = [f"step {state.step}/{total}" if total else f"step {state.step}"]
         parts.append(f"{rate:.1f} steps/s" if math.isfinite(rate) else "- steps/s")
-        if total and math.isfinite(rate) and rate > 0:
+        if total and math.isfinite(rate) and rate > 0 and self._state is not None:
             parts.append(f"ETA {_fmt_duration((total - state.step) / rate)}")
         for split in ("train", "val"):
             parts += [f"{split} {k} {v:.4g}" for k, v in self._latest(split).items()]

@@ -113,9 +113,11 @@ def test_stop_button_sets_state_stop_and_disables_itself(shown, capsys):
     train_step(mon, state, loss=1.0)
     mon.stop_button.click()
     assert state.stop is True and mon.stop_button.disabled
+    assert "ETA" in mon.status_text(state)
     mon.on_end(state)
     assert mon.stop_button.description == "Stopped"
     assert "stopped at step 1" in capsys.readouterr().out
+    assert "step 1/" in mon.status.value and "ETA" not in mon.status.value  # over: no ETA
 
 
 def test_redraw_is_throttled(shown):
