@@ -196,12 +196,9 @@ def evaluate(model: torch.nn.Module, dataset: Dataset, cfg: TrainConfig, device)
 
 def fit(model, data, cfg: TrainConfig, callbacks: list | tuple = ()) -> State:
     """Train `model` on `data.train`, evaluating on `data.val`; returns the final State."""
-    steps = _training(model, data, cfg, callbacks)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
+    for state in _training(model, data, cfg, callbacks):  # noqa: B007 (the last is returned)
+        pass
+    return state
 
 
 async def fit_async(model, data, cfg: TrainConfig, callbacks: list | tuple = ()) -> State:
@@ -209,17 +206,14 @@ async def fit_async(model, data, cfg: TrainConfig, callbacks: list | tuple = ())
     ``state = await fit_async(...)`` keeps widgets live while it trains: ipykernel handles a
     widget's messages (the monitor's Stop button) whenever an awaiting cell yields, and
     queues the next cells behind this one as usual."""
-    steps = _training(model, data, cfg, callbacks)
-    while True:
-        try:
-            next(steps)
-        except StopIteration as done:
-            return done.value
+    for state in _training(model, data, cfg, callbacks):  # noqa: B007 (the last is returned)
         await asyncio.sleep(0)
+    return state
 
 
 def _training(model, data, cfg: TrainConfig, callbacks: list | tuple):
-    """`fit`'s loop as a generator that yields after every step and returns the State."""
+    """`fit`'s loop as a generator: yields the State after every step, and once more at the
+    end, after the final evaluation, checkpoint and callbacks."""
     repro.set_threads(cfg.threads)
     device = repro.resolve_device(cfg.device)
     model.to(device)
@@ -299,7 +293,7 @@ def _training(model, data, cfg: TrainConfig, callbacks: list | tuple):
                 if ckpt and (every_n or every_s):
                     checkpoint.save_state(state, ckpt)
                     saved_at = state.elapsed
-                yield
+                yield state
     except _NonFinite as err:
         kept = (
             f"the last good checkpoint (step {checkpoint.saved_step(ckpt)}) is kept at {ckpt}"
@@ -323,7 +317,7 @@ def _training(model, data, cfg: TrainConfig, callbacks: list | tuple):
     if ckpt:
         checkpoint.save_state(state, ckpt)
     _call(callbacks, "on_end", state)
-    return state
+    yield state
 
 
 def _call(callbacks, hook: str, state: State) -> None:

@@ -19,8 +19,9 @@ Its modules, in the order they build on one another:
     compare.py       the comparison table across the image families, from their runs
     cli.py           `gentools run | sweep | list | show`
 
-A notebook checks its own parameters (`gentools.parameters`) and writes its metrics
-(`gentools.record`) with the core alone; the runner reads what it wrote.
+A notebook checks its own parameters (`gentools.parameters`) and writes its figures, a typed
+`gentools.results` dataclass, with `gentools.record`: the core alone. The runner reads what it
+wrote, the comparison back into the same dataclass.
 
 From ``gentools run vae -p steps 20`` to ``metrics.json``: cli.py loads the notebook once,
 ``gentools.parameters.load_notebook("vae")`` (found in ``notebooks_dir()``, or a path given;
@@ -33,7 +34,8 @@ values, ``check_data`` opens a data set named by ``data``, ``folders.reuse_dir``
 injecting ``out_dir`` and the values that differ from the defaults. In the kernel, a
 process of its own whose working folder is the notebook's, ``gentools.setup(globals(),
 "vae.ipynb")`` checks those values against the parameters cell, as it does in JupyterLab,
-and ``gentools.record`` writes ``metrics.json`` into ``out_dir``; ``jobs`` then closes the
+the notebook builds its ``VAEResults`` and ``gentools.record`` writes them as ``metrics.json``
+into ``out_dir``; ``jobs`` then closes the
 manifest with every output's sha256. A sweep loads each notebook once to check its spec
 (sweep_spec.py) and once per run on its worker; ``resume`` loads the one its manifest names.
 """
