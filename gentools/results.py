@@ -31,8 +31,7 @@ R = TypeVar("R", bound="Results")
 
 def figure(unit: str, optional: bool = False) -> Any:
     """A field holding one number in `unit`; optional ones may be None (then not recorded)."""
-    return field(default=None, metadata={"form": "number", "unit": unit}) if optional else \
-        field(metadata={"form": "number", "unit": unit})
+    return field(default=None if optional else MISSING, metadata={"form": "number", "unit": unit})
 
 
 def per_class(unit: str) -> Any:

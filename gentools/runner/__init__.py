@@ -35,7 +35,7 @@ injecting ``out_dir`` and the values that differ from the defaults. In the kerne
 process of its own whose working folder is the notebook's, ``gentools.setup(globals(),
 "vae.ipynb")`` checks those values against the parameters cell, as it does in JupyterLab,
 the notebook builds its ``VAEResults`` and ``gentools.record`` writes them as ``metrics.json``
-into ``out_dir``; ``jobs`` then closes the
-manifest with every output's sha256. A sweep loads each notebook once to check its spec
-(sweep_spec.py) and once per run on its worker; ``resume`` loads the one its manifest names.
+into ``out_dir``; ``jobs`` then closes the manifest with every output's sha256. A sweep loads
+each notebook once to check its spec (sweep_spec.py) and once per run on its worker;
+``resume`` loads the one its manifest names.
 """
